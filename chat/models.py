@@ -1,0 +1,122 @@
+"""Images fetched from the photo API, one chat per user, and the messages broadcast to chats."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+
+class ImageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    STORED = "stored", "Stored"
+    FAILED = "failed", "Failed"
+
+
+class Image(models.Model):
+    """A photo from the photo API and the copy of its bytes kept in object storage."""
+
+    photo_id = models.BigIntegerField(db_index=True, help_text="The photo API's id.")
+    source_url = models.URLField(max_length=2048, unique=True)
+    title = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    api_user_id = models.BigIntegerField(null=True, blank=True, help_text="The photo API's user field.")
+
+    status = models.CharField(max_length=16, choices=ImageStatus.choices, default=ImageStatus.PENDING, db_index=True)
+    file = models.FileField(max_length=512, blank=True, help_text="Key of the stored copy in object storage.")
+    content_type = models.CharField(max_length=100, blank=True)
+    byte_size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A row that says "stored" always names the object it stored.
+            models.CheckConstraint(
+                condition=~Q(status=ImageStatus.STORED) | (~Q(file="") & Q(stored_at__isnull=False)),
+                name="image_stored_has_file",
+            ),
+        ]
+
+    def __str__(self):
+        return self.title or self.source_url
+
+
+class Chat(models.Model):
+    """The one chat each user has."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"Chat of {self.user}"
+
+
+class Message(models.Model):
+    """A message in a chat; at most one per image per chat."""
+
+    # No separate index on chat: the (chat, image) unique index leads with chat_id
+    # and every extra index is paid for on each broadcast row.
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    text = models.TextField()
+    image = models.ForeignKey(
+        Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages", db_index=False
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "image"], name="message_unique_image_per_chat"),
+        ]
+
+    def __str__(self):
+        return self.text[:50]
+
+
+class BroadcastStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Broadcast(models.Model):
+    """The audit record of one "send images to all chats"."""
+
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    images = models.ManyToManyField(Image, related_name="broadcasts")
+    image_count = models.PositiveIntegerField(default=0)
+    chat_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveBigIntegerField(default=0)
+    skipped_count = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.QUEUED)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[BroadcastStatus.QUEUED, BroadcastStatus.RUNNING])
+                | Q(finished_at__gte=F("started_at")),
+                name="broadcast_finished_after_start",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Broadcast #{self.pk}"
