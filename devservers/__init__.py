@@ -1,0 +1,1 @@
+"""Local servers for tests, benchmarks and demos: moto's S3 server and a fake photo API."""

@@ -1,0 +1,358 @@
+"""A local server that speaks the photo API format and serves real JPEG bytes, with latency and faults on demand."""
+
+import argparse
+import io
+import json
+import random
+import re
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+LIST_PATH = "/v1/sample-data/photos"
+IMAGE_PATH = "/public/sample-photos/"
+_PHOTO_PATH = re.compile(r"^/v1/sample-data/photos/(\d+)$")
+_IMAGE_PATH = re.compile(r"^/public/sample-photos/(\d+)\.jpeg$")
+
+# What set_photo_fault accepts (on the image URL) and set_page_fault accepts (on a list page).
+PHOTO_FAULTS = {
+    "not-image",  # 200 with an HTML body
+    "missing",  # 404
+    "oversized",  # a body of `size` bytes, announced in Content-Length
+    "oversized-chunked",  # the same body, chunked: no Content-Length
+    "bomb",  # a small PNG whose header claims a huge pixel count
+    "redirect",  # 302 to the same image on this server
+    "redirect-to",  # 302 to `location`
+    "server-error",  # `status` for the first `times` requests, then the image
+}
+PAGE_FAULTS = {
+    "server-error",  # `status` for the next `times` requests of this page
+    "garbage",  # 200 with a body that is not JSON
+    "missing-fields",  # JSON without "photos"
+}
+
+
+def jpeg_bytes(*, target_size: int, seed: int = 0) -> bytes:
+    """A real JPEG of about target_size bytes (noise compresses poorly, so the size is predictable)."""
+    rng = random.Random(seed)
+    side = max(8, int((target_size / 2.0) ** 0.5))
+    for _ in range(4):
+        image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        data = buffer.getvalue()
+        if 0.8 * target_size <= len(data) <= target_size:
+            break
+        side = max(8, int(side * (0.92 * target_size / len(data)) ** 0.5))
+    return _with_comment(data, b"x" * max(0, target_size - len(data) - 4 * (1 + target_size // 65000)))
+
+
+def _with_comment(jpeg: bytes, comment: bytes) -> bytes:
+    """The JPEG with COM segments inserted after SOI: same pixels, different bytes."""
+    segments = []
+    for start in range(0, len(comment), 65000):
+        chunk = comment[start : start + 65000]
+        segments.append(b"\xff\xfe" + struct.pack(">H", len(chunk) + 2) + chunk)
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
+
+
+def bomb_png(*, width: int = 12_000, height: int = 12_000) -> bytes:
+    """A valid PNG of a few KB that decodes to width x height pixels."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many concurrent downloads connect at once; the default backlog of 5 would drop some.
+    request_queue_size = 128
+
+
+class PhotoApiServer:
+    """The photo API on 127.0.0.1 in a thread; every knob can be changed while it runs."""
+
+    def __init__(
+        self,
+        *,
+        photos: int = 30,
+        image_size: int = 20_000,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        photo_host: str | None = None,
+    ):
+        # The ids the list endpoint pages through, in order; edit it for duplicates or a shrinking list.
+        self.listing: list[int] = list(range(1, photos + 1))
+        self.latency = latency
+        self.photo_host = photo_host
+        # Fields replaced (or set to None) in a photo's JSON, by photo id.
+        self.photo_overrides: dict[int, dict] = {}
+        # When true, total_photos changes from one call to the next (as the real API's may).
+        self.drifting_total = False
+        self._image = jpeg_bytes(target_size=image_size)
+        self._bomb: bytes | None = None
+        self._photo_faults: dict[int, dict] = {}
+        self._page_faults: dict[int, dict] = {}
+        self._lock = threading.Lock()
+        self._log: list[str] = []
+        self._httpd = _HTTPServer((host, port), _make_handler(self))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.photo_host or self._httpd.server_address[0]}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The list endpoint, as IMAGE_API_URL expects it."""
+        return self.base_url + LIST_PATH
+
+    def image_url(self, photo_id: int) -> str:
+        return f"{self.base_url}{IMAGE_PATH}{photo_id}.jpeg"
+
+    def image_bytes(self, photo_id: int) -> bytes:
+        """The exact bytes served for a photo: one shared picture, a per-photo comment."""
+        return _with_comment(self._image, f"photo {photo_id}".encode())
+
+    def set_photo_fault(self, photo_id: int, kind: str, **params) -> None:
+        if kind not in PHOTO_FAULTS:
+            raise ValueError(f"unknown photo fault {kind!r}; expected one of {sorted(PHOTO_FAULTS)}")
+        with self._lock:
+            self._photo_faults[photo_id] = {"kind": kind, **params}
+
+    def clear_photo_fault(self, photo_id: int) -> None:
+        with self._lock:
+            self._photo_faults.pop(photo_id, None)
+
+    def set_page_fault(self, offset: int, kind: str, times: int | None = None, **params) -> None:
+        """Break the list page starting at offset, for `times` requests (None: until cleared)."""
+        if kind not in PAGE_FAULTS:
+            raise ValueError(f"unknown page fault {kind!r}; expected one of {sorted(PAGE_FAULTS)}")
+        with self._lock:
+            self._page_faults[offset] = {"kind": kind, "times": times, **params}
+
+    def clear_page_fault(self, offset: int) -> None:
+        with self._lock:
+            self._page_faults.pop(offset, None)
+
+    def requests(self, prefix: str = "") -> list[str]:
+        """Paths requested so far (with query strings), optionally only those starting with prefix."""
+        with self._lock:
+            return [path for path in self._log if path.startswith(prefix)]
+
+    def image_requests(self) -> list[str]:
+        return self.requests(IMAGE_PATH)
+
+    def page_requests(self) -> list[str]:
+        return self.requests(LIST_PATH + "?")
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def start(self) -> "PhotoApiServer":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._httpd.serve_forever, name="photo-api", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> "PhotoApiServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # Internals used by the handler.
+
+    def _record(self, path: str) -> None:
+        with self._lock:
+            self._log.append(path)
+
+    def _take_page_fault(self, offset: int) -> dict | None:
+        with self._lock:
+            fault = self._page_faults.get(offset)
+            if fault is None:
+                return None
+            if fault["times"] is not None:
+                fault["times"] -= 1
+                if fault["times"] <= 0:
+                    del self._page_faults[offset]
+            return dict(fault)
+
+    def _take_photo_fault(self, photo_id: int) -> dict | None:
+        with self._lock:
+            fault = self._photo_faults.get(photo_id)
+            if fault is None:
+                return None
+            if fault["kind"] == "server-error":
+                remaining = fault.get("times", 1)
+                if remaining <= 0:
+                    return None
+                fault["times"] = remaining - 1
+            return dict(fault)
+
+    def _photo_json(self, photo_id: int) -> dict:
+        photo = {
+            "id": photo_id,
+            "url": self.image_url(photo_id),
+            "title": f"Photo number {photo_id}",
+            "description": f"A generated test photo, number {photo_id}.",
+            "user": photo_id % 40 + 1,
+        }
+        photo.update(self.photo_overrides.get(photo_id, {}))
+        return photo
+
+    def _bomb_bytes(self) -> bytes:
+        with self._lock:
+            if self._bomb is None:
+                self._bomb = bomb_png()
+            return self._bomb
+
+
+def _make_handler(server: PhotoApiServer):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real API would offer
+
+        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+            pass  # quiet: tests read server.requests() instead
+
+        def do_GET(self):  # noqa: N802 - the base class's naming
+            server._record(self.path)
+            if server.latency:
+                time.sleep(server.latency)
+            parts = urlsplit(self.path)
+            if parts.path == LIST_PATH:
+                return self._list_page(parse_qs(parts.query))
+            if match := _PHOTO_PATH.match(parts.path):
+                return self._one_photo(int(match.group(1)))
+            if match := _IMAGE_PATH.match(parts.path):
+                return self._image(int(match.group(1)), redirected="redirected" in parts.query)
+            return self._send(404, b'{"success": false, "message": "Not found"}', "application/json")
+
+        def _list_page(self, query):
+            try:
+                offset = int(query.get("offset", ["0"])[0])
+                limit = int(query.get("limit", ["10"])[0])
+            except ValueError:
+                return self._send(400, b'{"success": false, "message": "Bad offset or limit"}', "application/json")
+            fault = server._take_page_fault(offset)
+            if fault and fault["kind"] == "server-error":
+                return self._send(fault.get("status", 503), b"<html>upstream trouble</html>", "text/html")
+            if fault and fault["kind"] == "garbage":
+                return self._send(200, b"<html><body>Gateway says hi</body></html>", "application/json")
+            listing = list(server.listing)
+            total = len(listing)
+            if server.drifting_total:
+                total += len(server.page_requests()) % 3
+            body = {"success": True, "message": "Photos fetched successfully", "offset": offset, "limit": limit}
+            body["total_photos"] = total
+            if not (fault and fault["kind"] == "missing-fields"):
+                body["photos"] = [server._photo_json(photo_id) for photo_id in listing[offset : offset + limit]]
+            return self._send(200, json.dumps(body).encode(), "application/json")
+
+        def _one_photo(self, photo_id):
+            if photo_id not in server.listing:
+                return self._send(404, b'{"success": false, "message": "Photo not found"}', "application/json")
+            body = {"success": True, "message": "Photo fetched successfully", "photo": server._photo_json(photo_id)}
+            return self._send(200, json.dumps(body).encode(), "application/json")
+
+        def _image(self, photo_id, *, redirected):
+            fault = None if redirected else server._take_photo_fault(photo_id)
+            kind = fault["kind"] if fault else None
+            if kind == "missing" or (kind is None and photo_id not in server.listing and not redirected):
+                return self._send(404, b"<html>Not found</html>", "text/html")
+            if kind == "not-image":
+                return self._send(200, b"<html><body>Sorry, this is a web page</body></html>", "image/jpeg")
+            if kind == "server-error":
+                return self._send(fault.get("status", 503), b"<html>try again</html>", "text/html")
+            if kind == "bomb":
+                return self._send(200, server._bomb_bytes(), "image/png")
+            if kind == "redirect":
+                return self._redirect(f"{server.image_url(photo_id)}?redirected=1")
+            if kind == "redirect-to":
+                return self._redirect(fault["location"])
+            if kind in ("oversized", "oversized-chunked"):
+                return self._oversized(fault.get("size", 25 * 1024 * 1024), chunked=kind == "oversized-chunked")
+            return self._send(200, server.image_bytes(photo_id), "image/jpeg")
+
+        def _redirect(self, location):
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _oversized(self, size, *, chunked):
+            block = server.image_bytes(0)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            sent = 0
+            try:
+                while sent < size:
+                    piece = block[: min(len(block), size - sent)]
+                    if chunked:
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    else:
+                        self.wfile.write(piece)
+                    sent += len(piece)
+                if chunked:
+                    self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up early, which is what a size limit should do
+            self.close_connection = True
+
+        def _send(self, status, body, content_type):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+    return Handler
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the photo API format on loopback, with real JPEG bytes.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default 8001)")
+    parser.add_argument("--photos", type=int, default=132, help="how many photos the API lists (default 132)")
+    parser.add_argument("--image-size", type=int, default=100_000, help="bytes per JPEG (default about 100 KB)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    args = parser.parse_args(argv)
+    server = PhotoApiServer(
+        photos=args.photos, image_size=args.image_size, latency=args.latency, host=args.host, port=args.port
+    )
+    print(f"Photo API on {server.url} ({args.photos} photos); Ctrl-C to stop", flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""moto's standalone S3 server in a child process, on a loopback port."""
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+from botocore.config import Config
+
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"
+REGION = "us-east-1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class S3ServerError(RuntimeError):
+    """moto's server did not start or did not answer in time."""
+
+
+class S3Server:
+    """moto's S3 server over real HTTP; start() again after stop() reuses the same port (state is lost)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0):
+        self.host = host
+        self.port = port or free_port(host)
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def host_port(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> "S3Server":
+        if self.running:
+            return self
+        # A file, not a pipe: moto logs every request and a full pipe would block it.
+        self._log = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self._wait_until_answering()
+        return self
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def client(self):
+        """A boto3 S3 client for this server (checksums only when required, as with MinIO)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def _wait_until_answering(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise S3ServerError(f"moto.server exited with {self._process.returncode}: {self._read_log()}")
+            try:
+                with urllib.request.urlopen(self.endpoint_url + "/", timeout=1):
+                    return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer means it is serving
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise S3ServerError(f"moto.server did not answer on {self.endpoint_url} within {self.startup_timeout:g}s")
+
+    def _read_log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
+
+    def __enter__(self) -> "S3Server":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Run moto's S3 server on loopback in the foreground.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--bucket", action="append", default=[], help="create this bucket at start (repeatable)")
+    args = parser.parse_args(argv)
+    with S3Server(host=args.host, port=args.port) as server:
+        for bucket in args.bucket:
+            server.create_bucket(bucket)
+        print(f"S3 server on {server.endpoint_url} (access key {ACCESS_KEY!r}); Ctrl-C to stop", flush=True)
+        try:
+            while server.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
