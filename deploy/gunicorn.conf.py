@@ -1,0 +1,42 @@
+"""Gunicorn settings for pru_app: every value from the environment, logs on stdout."""
+
+import multiprocessing
+import os
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+wsgi_app = "pru_app.wsgi:application"
+
+# gthread: a few processes for CPU, threads so a slow storage or database call does not
+# hold a whole process; 2 x cores + 1 is Gunicorn's own starting point.
+workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
+threads = _int("GUNICORN_THREADS", 4)
+worker_class = "gthread"
+timeout = _int("GUNICORN_TIMEOUT", 60)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Longer than nginx's upstream keepalive would leave idle, so nginx closes first.
+keepalive = _int("GUNICORN_KEEPALIVE", 75)
+# Recycling bounds any slow leak; jitter keeps the workers from restarting together.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 2000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+# The heartbeat file lives in memory in containers (/dev/shm), where the disk may be slow.
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
+# Only nginx reaches Gunicorn (compose network or loopback); it sets the forwarded headers.
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# Gunicorn 25.1+ opens a control socket under $XDG_RUNTIME_DIR or $HOME/.gunicorn by default;
+# nothing here uses gunicornc, and a read-only or shared home must not be written to.
+control_socket_disable = True
+
+# Logs: Django's own request log (django-structlog, with the request id) on stdout; Gunicorn's
+# access log is off unless asked for (GUNICORN_ACCESS_LOG=-), since nginx logs every request too.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # "-" is stdout
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}i)s'
+# Gunicorn's "-" means stderr; its own messages belong on stdout with everything else.
+errorlog = os.environ.get("GUNICORN_ERROR_LOG", "/dev/stdout")
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+capture_output = False
