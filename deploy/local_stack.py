@@ -1,0 +1,306 @@
+"""The compose stack without Docker: an S3 server, Gunicorn and Debian's nginx on loopback, from the same files."""
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from deploy.nginx_config import write_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_DIR = PROJECT_ROOT / "deploy" / "compose"
+
+# Plain HTTP on loopback: the production defaults (HTTPS redirect, secure cookies, HSTS) would
+# lock a browser out, so the runner turns them off unless the environment says otherwise.
+LOOPBACK_DEFAULTS = {
+    "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+    "DJANGO_DEBUG": "false",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "DJANGO_SECURE_SSL_REDIRECT": "false",
+    "DJANGO_SESSION_COOKIE_SECURE": "false",
+    "DJANGO_CSRF_COOKIE_SECURE": "false",
+    "DJANGO_SECURE_HSTS_SECONDS": "0",
+    "LOG_FORMAT": "json",
+    "AWS_STORAGE_BUCKET_NAME": "pru-app",
+    "IMAGE_SERVE_MODE": "x-accel",
+    "GUNICORN_WORKERS": "2",
+    "GUNICORN_THREADS": "4",
+    "NGINX_CLIENT_MAX_BODY_SIZE": "10m",
+    "NGINX_LOGIN_RATE": "10r/m",
+    "NGINX_LOGIN_BURST": "5",
+    "NGINX_TRUST_FORWARDED_PROTO": "off",
+    "NGINX_PROXY_READ_TIMEOUT": "60s",
+}
+
+
+class StackError(RuntimeError):
+    """A part of the local stack did not start or did not become ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class LocalStack:
+    """nginx → Gunicorn → Django (+ moto's S3 server unless AWS_S3_ENDPOINT_URL is set); a context manager."""
+
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, str] | None = None,
+        run_dir: Path | None = None,
+        port: int = 0,
+        echo_logs: bool = False,
+        ready_timeout: float = 90.0,
+    ):
+        self._base_environ = dict(os.environ if environ is None else environ)
+        self._overrides = dict(overrides or {})
+        self._owns_run_dir = run_dir is None
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="pru-stack-")).resolve()
+        self.port = port or free_port()
+        self.echo_logs = echo_logs
+        self.ready_timeout = ready_timeout
+        self.env: dict[str, str] = {}
+        self.s3_server = None
+        self._processes: dict[str, subprocess.Popen] = {}
+
+    # --- addresses ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gunicorn_url(self) -> str:
+        return f"http://{self.env['GUNICORN_BIND']}"
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    def log_text(self, name: str) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> "LocalStack":
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            self.env = self._build_environment()
+            self.manage("collectstatic", "--noinput", "--verbosity", "0", timeout=180)
+            self._run_step("init", [str(COMPOSE_DIR / "init" / "start")], timeout=180)
+            self._spawn("gunicorn", [str(COMPOSE_DIR / "web" / "start")])
+            self.wait_until_ready(url=self.gunicorn_url + "/healthz")
+            if self.env.get("CELERY_BROKER_URL"):
+                self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")])
+            self._start_nginx()
+            self.wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """nginx first (no new requests), then Gunicorn and the worker, then storage."""
+        nginx = self._processes.pop("nginx", None)
+        if nginx is not None:
+            _terminate(nginx, signal.SIGQUIT)  # graceful: finish the requests in flight
+        for name in list(self._processes):
+            _terminate(self._processes.pop(name), signal.SIGTERM)
+        if self.s3_server is not None:
+            self.s3_server.stop()
+            self.s3_server = None
+        if self._owns_run_dir and not os.environ.get("PRU_KEEP_STACK_DIR"):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def wait_until_ready(self, *, url: str | None = None, headers=None, timeout: float | None = None) -> None:
+        """Block until url (nginx's /readyz by default) answers 200; fail early if a child died."""
+        url = url or self.url + "/readyz"
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for name, process in self._processes.items():
+                if process.poll() is not None:
+                    raise StackError(f"{name} exited with {process.returncode}:\n{self.log_text(name)[-3000:]}")
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except urllib.error.HTTPError as error:
+                last = f"{error.code} {error.read()[:300]!r}"
+            except OSError as error:
+                last = repr(error)
+            time.sleep(0.2)
+        raise StackError(f"{url} not ready: {last}\n{self.log_text('gunicorn')[-3000:]}")
+
+    def all_running(self) -> bool:
+        return all(process.poll() is None for process in self._processes.values())
+
+    # --- commands against the stack's settings -----------------------------------------------------
+    def manage(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """Run manage.py with the stack's environment (database, storage, settings)."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise StackError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        return result
+
+    def stop_storage(self) -> None:
+        """Stop the S3 server this stack started (an outage, for readiness tests)."""
+        self._require_own_storage().stop()
+
+    def start_storage(self) -> None:
+        """Start it again on the same port (moto forgets its buckets) and recreate the bucket."""
+        server = self._require_own_storage()
+        server.start()
+        server.create_bucket(self.env["AWS_STORAGE_BUCKET_NAME"])
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _build_environment(self) -> dict[str, str]:
+        env = dict(self._base_environ)
+        env.update(self._overrides)
+        for key, value in LOOPBACK_DEFAULTS.items():
+            env.setdefault(key, value)
+        env["DJANGO_SETTINGS_MODULE"] = self._overrides.get("DJANGO_SETTINGS_MODULE", "pru_app.settings")
+        env.setdefault("DJANGO_SECRET_KEY", self._secret_key())
+        env.setdefault("DJANGO_STATIC_ROOT", str(self.run_dir / "static"))
+        # The start scripts call `python`, `gunicorn` and `celery`: this interpreter's.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+        env["PYTHONUNBUFFERED"] = "1"
+
+        if not env.get("AWS_S3_ENDPOINT_URL"):
+            from devservers.s3 import ACCESS_KEY, SECRET_KEY, S3Server
+
+            self.s3_server = S3Server().start()
+            env["AWS_S3_ENDPOINT_URL"] = self.s3_server.endpoint_url
+            env["AWS_ACCESS_KEY_ID"] = ACCESS_KEY
+            env["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
+        endpoint = urlsplit(env["AWS_S3_ENDPOINT_URL"])
+        env["STORAGE_UPSTREAM"] = endpoint.netloc if endpoint.port else f"{endpoint.hostname}:80"
+
+        gunicorn_port = free_port()
+        env["GUNICORN_BIND"] = f"127.0.0.1:{gunicorn_port}"
+        env["NGINX_LISTEN"] = f"127.0.0.1:{self.port}"
+        env["NGINX_APP_UPSTREAM"] = env["GUNICORN_BIND"]
+        env["NGINX_STATIC_ROOT"] = env["DJANGO_STATIC_ROOT"]
+        return env
+
+    def _secret_key(self) -> str:
+        # Kept in the run directory so sessions survive a restart of bin/serve.
+        path = self.run_dir / "secret_key"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(50))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _start_nginx(self) -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            raise StackError("nginx is not installed: run bin/setup-dev")
+        nginx_dir = self.run_dir / "nginx"
+        config = write_config(run_dir=nginx_dir, environ=self.env, as_root=os.geteuid() == 0)
+        command = [nginx, "-p", str(nginx_dir), "-c", str(config), "-e", "stderr"]
+        checked = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, timeout=30)
+        if checked.returncode != 0:
+            raise StackError(f"nginx -t rejected the rendered template:\n{checked.stderr}")
+        self._spawn("nginx", command)
+
+    def _run_step(self, name: str, command: list[str], *, timeout: float) -> None:
+        with self.log_path(name).open("ab") as log:
+            result = subprocess.run(
+                command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            )
+        if self.echo_logs:
+            sys.stdout.write(self.log_text(name))
+        if result.returncode != 0:
+            raise StackError(f"{name} failed ({result.returncode}):\n{self.log_text(name)[-3000:]}")
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        # Own session: a Ctrl-C in the terminal reaches only the runner, which stops the
+        # children in order instead of all of them at once.
+        output = None if self.echo_logs else self.log_path(name).open("ab")
+        self._processes[name] = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True,
+        )
+        if output is not None:
+            output.close()
+
+    def _require_own_storage(self):
+        if self.s3_server is None:
+            raise StackError("this stack uses an external S3 endpoint (AWS_S3_ENDPOINT_URL); it cannot stop it")
+        return self.s3_server
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _terminate(process: subprocess.Popen, sig: int, timeout: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def main(argv=None) -> int:
+    """bin/serve: run the stack in the foreground until Ctrl-C or SIGTERM."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="nginx + Gunicorn + Django (+ an S3 server) on loopback, without Docker.")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)), help="nginx's port (default 8000)")
+    parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run" / "serve")
+    args = parser.parse_args(argv)
+
+    # SIGTERM (a service manager, `kill`) stops the stack the same way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    stack = LocalStack(
+        port=args.port, run_dir=args.run_dir, echo_logs=True,
+        overrides={"LOG_FORMAT": os.environ.get("LOG_FORMAT", "console")},
+    )
+    try:
+        stack.start()
+        storage = stack.env["AWS_S3_ENDPOINT_URL"] + (" (moto, in memory)" if stack.s3_server else "")
+        print(
+            f"\npru_app is up: {stack.url}/admin/  (health {stack.url}/healthz, readiness {stack.url}/readyz)\n"
+            f"  Gunicorn {stack.gunicorn_url}, storage {storage}, bucket {stack.env['AWS_STORAGE_BUCKET_NAME']}\n"
+            f"  database {stack.env.get('DATABASE_URL') or 'SQLite (db.sqlite3)'}; Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while stack.all_running():
+            time.sleep(0.5)
+        print("A part of the stack exited; stopping the rest.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping nginx, Gunicorn and the S3 server…", flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
