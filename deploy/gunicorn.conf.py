@@ -3,6 +3,8 @@
 import multiprocessing
 import os
 
+from pru_app.logging_setup import gunicorn_logconfig_dict
+
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
@@ -40,3 +42,5 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-i
 errorlog = os.environ.get("GUNICORN_ERROR_LOG", "/dev/stdout")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 capture_output = False
+# Both logs as the app's lines (JSON under LOG_FORMAT=json); the access atoms become fields.
+logconfig_dict = gunicorn_logconfig_dict(access_log=bool(accesslog), level=loglevel.upper())

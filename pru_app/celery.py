@@ -1,11 +1,24 @@
 """The Celery application; settings come from Django's CELERY_* settings."""
 
+import logging.config
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pru_app.settings")
 
 app = Celery("pru_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# django-structlog's worker-side receivers: task_id, parent request_id and task_* lines.
+app.steps["worker"].add(DjangoStructLogInitStep)
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def configure_worker_logging(**kwargs) -> None:
+    """The worker logs through Django's LOGGING (JSON lines) instead of Celery's own format."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)

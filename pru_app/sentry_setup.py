@@ -1,23 +1,185 @@
-"""Sentry initialisation: only when a DSN is configured."""
+"""Sentry: on only with a DSN; one event per exception; fetches and broadcasts as transactions."""
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import sentry_sdk
+import structlog
+from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.tracing import Transaction, TransactionSource
+from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
+
+FETCH_IMAGES_OP = "task.fetch_images"
+BROADCAST_OP = "task.broadcast"
+JOB_OPS = frozenset({FETCH_IMAGES_OP, BROADCAST_OP})
+
+# Warnings worth an event of their own (grouped by name); every other warning is a breadcrumb.
+WARNING_EVENTS = frozenset({"image_fetch.failed"})
+# django-structlog's request_failed and task_failed lines carry the exception the Django and
+# Celery integrations capture already; reporting them too would make every error two events.
+INTEGRATION_LOGGERS = ("django_structlog.",)
+# Log context copied onto every event so a Sentry issue leads back to its log lines.
+CORRELATION_TAGS = ("request_id", "task_id", "broadcast_id")
+_SENTRY_LEVELS = {"critical": "fatal", "exception": "error", "warn": "warning"}
+_REPORTED_MARK = "_pru_sentry_reported"
 
 
-def init_sentry(*, dsn: str, environment: str, release: str | None, traces_sample_rate: float) -> bool:
+def init_sentry(
+    *,
+    dsn: str,
+    environment: str,
+    release: str | None,
+    traces_sample_rate: float,
+    job_traces_sample_rate: float = 1.0,
+) -> bool:
+    """Start the SDK when a DSN is configured; without one nothing is initialised or sent."""
     if not dsn:
         return False
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
         release=release,
-        traces_sample_rate=traces_sample_rate,
         send_default_pii=False,
+        traces_sampler=_traces_sampler(default_rate=traces_sample_rate, job_rate=job_traces_sample_rate),
+        before_send=drop_already_reported,
         integrations=[
             DjangoIntegration(),
-            # Log records become breadcrumbs only; exceptions are captured once by the integrations.
+            CeleryIntegration(),
+            # structlog hands the stdlib whole event dicts; the bridge would make each rendered
+            # line its own issue. SentryLogProcessor reports them, structured, instead.
             LoggingIntegration(level=None, event_level=None),
         ],
     )
     return True
+
+
+def _traces_sampler(*, default_rate: float, job_rate: float):
+    def sampler(sampling_context: dict) -> float:
+        # Fetches and broadcasts are rare and worth seeing whole; requests follow the rate.
+        if (sampling_context.get("transaction_context") or {}).get("op") in JOB_OPS:
+            return job_rate
+        if sampling_context.get("parent_sampled") is not None:
+            return float(sampling_context["parent_sampled"])
+        return default_rate
+
+    return sampler
+
+
+def drop_already_reported(event: dict, hint: dict) -> dict | None:
+    """before_send: drop an exception already reported, or one raised `from` a reported one."""
+    exc_info = (hint or {}).get("exc_info")
+    if exc_info and exc_info[1] is not None:
+        chain = list(_explicit_chain(exc_info[1]))
+        if any(getattr(error, _REPORTED_MARK, False) for error in chain):
+            return None
+        for error in chain:
+            try:
+                setattr(error, _REPORTED_MARK, True)
+            except (AttributeError, TypeError):  # Exceptions with __slots__ cannot be marked.
+                pass
+    context = structlog.contextvars.get_contextvars()
+    tags = event.setdefault("tags", {})
+    if isinstance(tags, dict):
+        for key in CORRELATION_TAGS:
+            if context.get(key) is not None:
+                tags.setdefault(key, str(context[key]))
+    return event
+
+
+def _explicit_chain(error: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__
+
+
+class SentryLogProcessor:
+    """structlog processor: error lines (and WARNING_EVENTS) become events, info and up breadcrumbs.
+
+    Equivalent to structlog-sentry's SentryProcessor, which keeps each event dict on the shared
+    instance (unsafe with the fetch's worker threads) and cannot single out warning events.
+    """
+
+    def __call__(self, logger, method_name: str, event_dict: dict) -> dict:
+        if not sentry_sdk.get_client().is_active():
+            return event_dict
+        logger_name = event_dict.get("logger") or ""
+        if logger_name.startswith(INTEGRATION_LOGGERS):
+            return event_dict
+        level_name = _SENTRY_LEVELS.get(event_dict.get("level", method_name), event_dict.get("level", method_name))
+        level = logging.getLevelName("CRITICAL" if level_name == "fatal" else level_name.upper())
+        if not isinstance(level, int):
+            return event_dict
+        fields = {
+            key: value
+            for key, value in event_dict.items()
+            if key not in ("event", "level", "logger", "timestamp", "exc_info") and not key.startswith("_")
+        }
+        with capture_internal_exceptions():
+            if level >= logging.ERROR or (level >= logging.WARNING and event_dict.get("event") in WARNING_EVENTS):
+                event_id = self._capture(event_dict, level_name, logger_name, fields)
+                if event_id:
+                    event_dict["sentry_id"] = event_id
+            if level >= logging.INFO:
+                sentry_sdk.add_breadcrumb(
+                    type="log", category=logger_name, message=str(event_dict.get("event")), level=level_name, data=fields
+                )
+        return event_dict
+
+    @staticmethod
+    def _capture(event_dict: dict, level_name: str, logger_name: str, fields: dict) -> str | None:
+        exc_info = _exc_info(event_dict.get("exc_info"))
+        if exc_info:
+            event, hint = event_from_exception(exc_info, client_options=sentry_sdk.get_client().options)
+        else:
+            event, hint = {}, {}
+        event.update(message=str(event_dict.get("event")), level=level_name, logger=logger_name)
+        event.setdefault("contexts", {})["log"] = fields
+        event.setdefault("tags", {})["event"] = str(event_dict.get("event"))
+        return sentry_sdk.capture_event(event, hint=hint)
+
+
+def _exc_info(value):
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple):
+        return value if value[0] is not None else None
+    if value:
+        current = sys.exc_info()
+        return current if current[0] is not None else None
+    return None
+
+
+@contextmanager
+def sentry_job(*, name: str, op: str, monitor_slug: str = "", monitor_config: dict | None = None):
+    """Run a unit of work as a transaction (and a cron check-in when a slug is given); report its exception once."""
+    with ExitStack() as stack:
+        if monitor_slug:
+            stack.enter_context(sentry_sdk.monitor(monitor_slug=monitor_slug, monitor_config=monitor_config))
+        transaction = stack.enter_context(sentry_sdk.start_transaction(_job_transaction(name=name, op=op)))
+        try:
+            yield transaction
+        except Exception:
+            sentry_sdk.capture_exception()
+            raise
+
+
+def _job_transaction(*, name: str, op: str) -> Transaction:
+    # Inside a request or a Celery task the job stays in that trace, so one trace id leads
+    # from nginx's request to the job's spans and events.
+    parent = sentry_sdk.get_current_span()
+    if getattr(parent, "trace_id", None) is None:
+        return Transaction(name=name, op=op, source=TransactionSource.TASK)
+    return Transaction(
+        name=name,
+        op=op,
+        source=TransactionSource.TASK,
+        trace_id=parent.trace_id,
+        parent_span_id=parent.span_id,
+        parent_sampled=parent.sampled,
+    )

@@ -205,9 +205,12 @@ DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_CRON_MONITOR_SLUG = env.str("SENTRY_CRON_MONITOR_SLUG", default="fetch-images")
+# A crontab ("0 * * * *") lets the first check-in create the monitor with that schedule.
+SENTRY_CRON_SCHEDULE = env.str("SENTRY_CRON_SCHEDULE", default="")
 init_sentry(
     dsn=SENTRY_DSN,
     environment=env.str("SENTRY_ENVIRONMENT", default="production"),
     release=env.str("SENTRY_RELEASE", default="") or None,
     traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    job_traces_sample_rate=env.float("SENTRY_JOB_TRACES_SAMPLE_RATE", default=1.0),
 )
