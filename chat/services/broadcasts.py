@@ -1,11 +1,14 @@
 """Broadcasting images as messages to every chat: set-based, batched, idempotent."""
 
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat.models import Broadcast, BroadcastStatus, Chat, Image, Message
@@ -33,9 +36,10 @@ def broadcast_create(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
     return broadcast
 
 
-def broadcast_run(*, broadcast: Broadcast, batch_size: int | None = None) -> Broadcast:
+def broadcast_run(*, broadcast: Broadcast, batch_size: int | None = None, workers: int | None = None) -> Broadcast:
     """Create the missing messages of a recorded broadcast, one committed batch of chats at a time."""
     batch_size = batch_size or settings.BROADCAST_CHAT_BATCH_SIZE
+    workers = workers or settings.BROADCAST_WORKERS
     image_ids = list(broadcast.images.order_by("pk").values_list("pk", flat=True))
     log = logger.bind(broadcast_id=broadcast.pk, staff_user_id=broadcast.sent_by_id)
     log.info("broadcast.started", images=len(image_ids))
@@ -44,18 +48,9 @@ def broadcast_run(*, broadcast: Broadcast, batch_size: int | None = None) -> Bro
     started = time.monotonic()
     chats = created = 0
     try:
-        last_chat_id = 0
-        while True:
-            upper_chat_id, batch_chats = _next_chat_batch(after_chat_id=last_chat_id, size=batch_size)
-            if batch_chats == 0:
-                break
-            # One transaction per batch keeps lock time flat; a re-run fills what a crash left.
-            with transaction.atomic():
-                created += _insert_missing_messages(
-                    image_ids=image_ids, after_chat_id=last_chat_id, up_to_chat_id=upper_chat_id
-                )
-            chats += batch_chats
-            last_chat_id = upper_chat_id
+        for batch, batch_created in _insert_batches(image_ids=image_ids, batch_size=batch_size, workers=workers):
+            chats += batch.chats
+            created += batch_created
     except Exception as error:
         _finish(broadcast, started, chats, created, len(image_ids), status=BroadcastStatus.FAILED, error=repr(error))
         log.exception("broadcast.failed", chats=chats, created=created)
@@ -93,20 +88,82 @@ def _finish(broadcast, started, chats, created, images, *, status, error=""):
     )
 
 
-def _next_chat_batch(*, after_chat_id: int, size: int) -> tuple[int, int]:
-    """The highest chat id and the number of chats in the next batch after after_chat_id."""
+@dataclass(frozen=True)
+class ChatBatch:
+    """The chats with after_chat_id < id <= up_to_chat_id."""
+
+    after_chat_id: int
+    up_to_chat_id: int
+    chats: int
+
+
+def _chat_batches(*, size: int) -> Iterator[ChatBatch]:
     chat_table = connection.ops.quote_name(Chat._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {chat_table} WHERE id > %s ORDER BY id LIMIT %s) AS batch",
-            [after_chat_id, size],
+    after_chat_id = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {chat_table} WHERE id > %s ORDER BY id LIMIT %s) AS batch",
+                [after_chat_id, size],
+            )
+            up_to_chat_id, chats = cursor.fetchone()
+        if not chats:
+            return
+        yield ChatBatch(after_chat_id=after_chat_id, up_to_chat_id=up_to_chat_id, chats=chats)
+        after_chat_id = up_to_chat_id
+
+
+def _insert_batch(image_ids: list[int], batch: ChatBatch) -> int:
+    # One transaction per batch keeps lock time flat; a re-run fills what a crash left.
+    with transaction.atomic():
+        return _insert_missing_messages(
+            image_ids=image_ids, after_chat_id=batch.after_chat_id, up_to_chat_id=batch.up_to_chat_id
         )
-        upper_chat_id, count = cursor.fetchone()
-    return upper_chat_id or after_chat_id, count
+
+
+def _insert_batches(*, image_ids: list[int], batch_size: int, workers: int) -> Iterator[tuple[ChatBatch, int]]:
+    """Insert every batch, on this connection or, when free to, on `workers` connections in parallel."""
+    batches = _chat_batches(size=batch_size)
+    # Inside a caller's transaction other connections cannot see its rows: stay on it.
+    if workers <= 1 or connection.in_atomic_block:
+        for batch in batches:
+            yield batch, _insert_batch(image_ids, batch)
+        return
+    # The foreign-key checks PostgreSQL runs per row are CPU-bound: one backend per core
+    # divides the wall time. At most 2 × workers batches are in flight, so memory stays flat.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="broadcast") as pool:
+        in_flight = deque()
+        for batch in batches:
+            in_flight.append((batch, pool.submit(_insert_batch_on_own_connection, image_ids, batch)))
+            if len(in_flight) >= 2 * workers:
+                done_batch, future = in_flight.popleft()
+                yield done_batch, future.result()
+        while in_flight:
+            done_batch, future = in_flight.popleft()
+            yield done_batch, future.result()
+
+
+def _insert_batch_on_own_connection(image_ids: list[int], batch: ChatBatch) -> int:
+    try:
+        return _insert_batch(image_ids, batch)
+    finally:
+        connection.close()
 
 
 def _insert_missing_messages(*, image_ids: list[int], after_chat_id: int, up_to_chat_id: int) -> int:
-    """One INSERT … SELECT for a range of chats; the unique constraint drops existing pairs."""
+    """One INSERT … SELECT for a range of chats; pairs that already have a message are left alone."""
+    try:
+        # Savepoint: an anti-join insert is cheaper than ON CONFLICT's speculative insertion...
+        with transaction.atomic():
+            return _insert_pairs(image_ids, after_chat_id, up_to_chat_id, on_conflict="")
+    except IntegrityError:
+        # ...but a concurrent send may commit the same pairs first; the unique constraint says so.
+        return _insert_pairs(
+            image_ids, after_chat_id, up_to_chat_id, on_conflict="ON CONFLICT (chat_id, image_id) DO NOTHING"
+        )
+
+
+def _insert_pairs(image_ids, after_chat_id, up_to_chat_id, *, on_conflict: str) -> int:
     quote = connection.ops.quote_name
     message_table = quote(Message._meta.db_table)
     chat_table = quote(Chat._meta.db_table)
@@ -119,7 +176,9 @@ def _insert_missing_messages(*, image_ids: list[int], after_chat_id: int, up_to_
             SELECT c.id, i.id, COALESCE(NULLIF(i.description, ''), i.title)
             FROM {chat_table} AS c CROSS JOIN {image_table} AS i
             WHERE c.id > %s AND c.id <= %s AND i.id IN ({image_placeholders})
-            ON CONFLICT (chat_id, image_id) DO NOTHING
+              AND NOT EXISTS (SELECT 1 FROM {message_table} AS m WHERE m.chat_id = c.id AND m.image_id = i.id)
+            ORDER BY c.id, i.id
+            {on_conflict}
             """,
             [after_chat_id, up_to_chat_id, *image_ids],
         )

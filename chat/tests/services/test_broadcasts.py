@@ -123,3 +123,34 @@ def test_two_concurrent_broadcasts_never_duplicate_and_their_counts_add_up(make_
     assert Message.objects.count() == total_pairs
     assert sum(result.created_count for result in results) == total_pairs
     assert sum(result.skipped_count for result in results) == total_pairs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_committed_by_another_transaction_mid_insert_is_skipped_not_duplicated(make_user, make_image):
+    chats = [make_user().chat for _ in range(3)]
+    image = make_image()
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_an_uncommitted_message():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Message.objects.create(chat=chats[1], image=image, text="sent by someone else")
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=hold_an_uncommitted_message)
+    other.start()
+    assert holding.wait(timeout=10)
+    # The broadcast's insert waits on the other transaction's row; commit it a moment later.
+    threading.Timer(0.5, release.set).start()
+    broadcast = broadcast_run(broadcast=broadcast_create(image_ids=[image.pk]), workers=1)
+    other.join(timeout=30)
+
+    assert (broadcast.created_count, broadcast.skipped_count) == (2, 1)
+    assert _pairs() == [(chat.pk, image.pk) for chat in chats]
+    assert Message.objects.get(chat=chats[1]).text == "sent by someone else"
