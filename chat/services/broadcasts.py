@@ -74,6 +74,24 @@ def broadcast_images_to_all_chats(*, image_ids: Iterable[int], sent_by=None) -> 
     return broadcast_run(broadcast=broadcast)
 
 
+def broadcast_send(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
+    """Broadcast now, or queue it for a Celery worker when it is too large for a web request."""
+    broadcast = broadcast_create(image_ids=image_ids, sent_by=sent_by)
+    threshold = settings.BROADCAST_QUEUE_FROM_MESSAGES
+    if not (settings.CELERY_BROKER_URL and threshold):
+        return broadcast_run(broadcast=broadcast)
+    expected_messages = broadcast.image_count * Chat.objects.count()
+    if expected_messages < threshold:
+        return broadcast_run(broadcast=broadcast)
+
+    from chat.tasks import broadcast_run_task
+
+    # The worker must find the committed broadcast row.
+    transaction.on_commit(lambda: broadcast_run_task.delay(broadcast.pk))
+    logger.info("broadcast.queued", broadcast_id=broadcast.pk, expected_messages=expected_messages)
+    return broadcast
+
+
 def _finish(broadcast, started, chats, created, images, *, status, error=""):
     broadcast.chat_count = chats
     broadcast.created_count = created
