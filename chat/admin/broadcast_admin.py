@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from chat.admin.pagination import EstimatedCountPaginator
 from chat.models import Broadcast
 
 
@@ -13,7 +14,8 @@ class BroadcastAdmin(admin.ModelAdmin):
     list_filter = ["status", "started_at"]
     list_select_related = ["sent_by"]
     search_fields = ["sent_by__username"]
-    filter_horizontal = []
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.get_fields() if field.concrete]
