@@ -1,0 +1,249 @@
+"""docker-compose.yml, the Dockerfile and the env examples, checked without a Docker engine."""
+
+import os
+import re
+import stat
+
+import pytest
+
+from deploy.nginx_config import ENVSUBST_FILTER, template_variables
+from tests.deploy_files import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    MINIO_ENV_EXAMPLE,
+    PROJECT_ROOT,
+    compose_includes,
+    compose_interpolated_keys,
+    dockerfile_args,
+    dockerfile_stages,
+    env_file_keys,
+    keys_read_by_app,
+    keys_read_by_deploy_files,
+    load_compose,
+)
+
+REQUIRED_SERVICES = {"nginx", "web", "worker", "init", "db", "redis", "minio", "minio-setup"}
+ONE_SHOT = {"init", "minio-setup"}
+APP_SERVICES = {"web", "worker", "init"}
+
+
+@pytest.fixture(scope="module")
+def compose():
+    document, base_dirs = load_compose()
+    return document, base_dirs
+
+
+@pytest.fixture(scope="module")
+def services(compose):
+    return compose[0]["services"]
+
+
+def _environment(service) -> dict:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        return dict(item.partition("=")[::2] for item in environment)
+    return environment
+
+
+def _env_files(service) -> list[str]:
+    entries = service.get("env_file") or []
+    entries = [entries] if isinstance(entries, (str, dict)) else entries
+    return [entry["path"] if isinstance(entry, dict) else entry for entry in entries]
+
+
+def test_compose_uses_the_specification_format_without_a_version_key():
+    assert not re.search(r"^version\s*:", COMPOSE_FILE.read_text(), re.M)
+
+
+def test_compose_defines_every_service_of_the_stack(services):
+    assert REQUIRED_SERVICES <= set(services)
+
+
+def test_observability_file_is_included_when_it_exists():
+    observability = PROJECT_ROOT / "deploy" / "compose" / "observability.yml"
+    import yaml
+
+    included = compose_includes(yaml.safe_load(COMPOSE_FILE.read_text()))
+    for path in included:
+        assert path.is_file(), f"included compose file {path} is missing"
+    if observability.exists():
+        assert observability in included
+
+
+def test_nginx_is_the_only_service_published_beyond_loopback(services):
+    public = {}
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            spec = str(port)
+            if not spec.startswith("127.0.0.1:"):
+                public.setdefault(name, []).append(spec)
+    assert set(public) == {"nginx"}
+    assert any(spec.endswith(":80") for spec in public["nginx"])
+
+
+def test_minio_is_a_pinned_quay_release_with_api_and_console_ports(services):
+    for name in ("minio", "minio-setup"):
+        assert re.fullmatch(r"quay\.io/minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", services[name]["image"])
+    minio = services["minio"]
+    assert "--console-address" in minio["command"] and ":9001" in minio["command"]
+    published = [str(port) for port in minio["ports"]]
+    assert any(port.endswith(":9000") for port in published)
+    assert any(port.endswith(":9001") for port in published)
+
+
+def test_data_services_keep_their_data_in_named_volumes(compose, services):
+    document = compose[0]
+    named = set(document.get("volumes") or {})
+    mounts = {
+        "db": "/var/lib/postgresql/data",
+        "minio": "/data",
+    }
+    for service_name, target in mounts.items():
+        volumes = [str(volume) for volume in services[service_name]["volumes"]]
+        matching = [volume for volume in volumes if volume.split(":")[1] == target]
+        assert matching, f"{service_name} has no volume at {target}"
+        assert matching[0].split(":")[0] in named, f"{service_name}'s {target} is not a named volume"
+
+
+def test_every_long_running_service_has_a_healthcheck(services):
+    for name in REQUIRED_SERVICES - ONE_SHOT:
+        healthcheck = services[name].get("healthcheck")
+        assert healthcheck and healthcheck.get("test"), f"{name} has no healthcheck"
+        assert not healthcheck.get("disable")
+    for name in ONE_SHOT:
+        assert services[name].get("restart") == "no"
+
+
+@pytest.mark.parametrize(
+    ("service", "dependency", "condition"),
+    [
+        ("nginx", "web", "service_healthy"),
+        ("web", "init", "service_completed_successfully"),
+        ("worker", "init", "service_completed_successfully"),
+        ("worker", "redis", "service_healthy"),
+        ("init", "db", "service_healthy"),
+        ("init", "minio-setup", "service_completed_successfully"),
+        ("minio-setup", "minio", "service_healthy"),
+    ],
+)
+def test_start_order_is_enforced_by_depends_on_conditions(services, service, dependency, condition):
+    assert services[service]["depends_on"][dependency]["condition"] == condition
+
+
+def test_every_env_key_the_app_reads_is_documented_in_env_example():
+    keys = keys_read_by_app()
+    assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "AWS_STORAGE_BUCKET_NAME", "LOG_FORMAT"} <= keys  # the scan works
+    missing = (keys | keys_read_by_deploy_files()) - set(env_file_keys(ENV_EXAMPLE))
+    assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_app_services_get_the_env_file_and_in_network_addresses(services):
+    for name in APP_SERVICES:
+        service = services[name]
+        assert ".env" in _env_files(service), f"{name} does not read .env"
+        environment = _environment(service)
+        assert "@db:5432/" in environment["DATABASE_URL"]
+        assert environment["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379")
+
+
+def test_compose_interpolates_only_keys_the_env_example_defines():
+    defined = set(env_file_keys(ENV_EXAMPLE))
+    assert compose_interpolated_keys() - defined == set()
+
+
+def test_minio_root_credentials_reach_only_the_minio_services(services):
+    assert not {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} & set(env_file_keys(ENV_EXAMPLE))
+    assert {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} <= set(env_file_keys(MINIO_ENV_EXAMPLE))
+    readers = {name for name, service in services.items() if ".env.minio" in _env_files(service)}
+    assert readers == {"minio", "minio-setup"}
+    for name, service in services.items():
+        assert not {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} & set(_environment(service)), name
+
+
+def test_secrets_stay_out_of_git():
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().split()
+    assert ".env" in ignored and ".env.minio" in ignored
+    assert not (PROJECT_ROOT / ".env").exists() or ".env" in ignored
+
+
+def test_nginx_service_defines_every_template_variable_and_the_same_envsubst_filter(services):
+    environment = _environment(services["nginx"])
+    assert environment["NGINX_ENVSUBST_FILTER"] == ENVSUBST_FILTER
+    assert template_variables() <= set(environment)
+    assert environment["STORAGE_UPSTREAM"] == "minio:9000"
+    assert environment["NGINX_APP_UPSTREAM"] == "web:8000"
+
+
+def test_every_file_compose_references_exists(compose, services):
+    _, base_dirs = compose
+    stage_names = {stage["name"] for stage in dockerfile_stages()}
+    for name, service in services.items():
+        base = base_dirs[name]
+        build = service.get("build")
+        if build:
+            context = base / (build if isinstance(build, str) else build.get("context", "."))
+            assert context.is_dir(), f"{name}: build context {context}"
+            dockerfile = context / (build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile")
+            assert dockerfile.is_file(), f"{name}: {dockerfile}"
+            if isinstance(build, dict) and build.get("target"):
+                assert build["target"] in stage_names, f"{name}: no Dockerfile stage {build['target']}"
+        for env_file in _env_files(service):
+            if env_file in (".env", ".env.minio"):
+                continue  # made by the user from the examples (checked below)
+            assert (base / env_file).is_file(), f"{name}: env_file {env_file}"
+        for volume in service.get("volumes") or []:
+            source = str(volume).split(":")[0]
+            if source.startswith((".", "/")):
+                assert (base / source).exists(), f"{name}: bind mount {source}"
+        command = service.get("command") or []
+        if isinstance(command, list) and command and command[0].startswith("deploy/"):
+            script = PROJECT_ROOT / command[0]
+            assert script.is_file() and os.access(script, os.X_OK), f"{name}: {command[0]} is not an executable file"
+    assert ENV_EXAMPLE.is_file() and MINIO_ENV_EXAMPLE.is_file()
+
+
+def test_dockerfile_is_multi_stage_slim_python_312_non_root_with_a_healthcheck():
+    stages = dockerfile_stages()
+    args = dockerfile_args()
+    assert len(stages) >= 2
+    final = stages[-1]
+    base = re.sub(r"\$\{(\w+)\}", lambda match: args[match.group(1)], final["base"])
+    assert re.fullmatch(r"python:3\.12(\.\d+)?-slim(-\w+)?", base), base
+    instructions = dict(final["instructions"])
+    assert instructions.get("USER") and not instructions["USER"].startswith(("root", "0")), "final stage runs as root"
+    assert "HEALTHCHECK" in instructions
+    assert "deploy/compose/web/start" in instructions["CMD"]
+    build_steps = " ".join(rest for stage in stages for instruction, rest in stage["instructions"] if instruction == "RUN")
+    assert "requirements.txt" in build_steps
+    assert "collectstatic" in build_steps
+
+
+def test_every_file_the_dockerfile_copies_exists_and_is_not_dockerignored():
+    ignored = [line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()]
+    ignored = {line for line in ignored if line and not line.startswith(("#", "!"))}
+    for stage in dockerfile_stages():
+        for instruction, rest in stage["instructions"]:
+            if instruction != "COPY" or "--from=" in rest:
+                continue
+            sources = [part for part in rest.split() if not part.startswith("--")][:-1]
+            for source in sources:
+                if source == ".":
+                    continue
+                assert (PROJECT_ROOT / source).exists(), f"COPY {source}"
+                assert source.split("/")[0] not in ignored, f"COPY {source} is excluded by .dockerignore"
+    for needed in ("manage.py", "requirements.txt", "deploy", "pru_app", "chat"):
+        assert needed not in ignored
+
+
+@pytest.mark.parametrize(
+    "script", sorted((PROJECT_ROOT / "deploy" / "compose").glob("*/start")) + [PROJECT_ROOT / "deploy/compose/minio/setup"],
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_start_scripts_fail_fast_and_end_in_exec(script):
+    text = re.sub(r"\\\n\s*", " ", script.read_text())  # one line per command
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert script.stat().st_mode & stat.S_IXUSR
+    assert script.read_text().startswith("#!")
+    assert "set -o errexit -o pipefail -o nounset" in lines[0]
+    assert lines[-1].startswith("exec ")
