@@ -1,5 +1,6 @@
 """Broadcasting images as messages to every chat: set-based, batched, idempotent."""
 
+import functools
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -12,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat.models import Broadcast, BroadcastStatus, Chat, Image, Message
+from pru_app.sentry_setup import BROADCAST_OP, sentry_job
 
 logger = structlog.get_logger(__name__)
 
@@ -36,6 +38,33 @@ def broadcast_create(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
     return broadcast
 
 
+def _as_sentry_transaction(run):
+    """Each run is a Sentry transaction named "broadcast" with the counts as data (a no-op without Sentry)."""
+
+    @functools.wraps(run)
+    def traced(*, broadcast: Broadcast, **options) -> Broadcast:
+        with sentry_job(name="broadcast", op=BROADCAST_OP) as job:
+            job.set_tag("broadcast_id", broadcast.pk)
+            try:
+                return run(broadcast=broadcast, **options)
+            finally:
+                # _finish puts the counts on the instance whether the run succeeded or failed.
+                for key, value in {
+                    "broadcast_id": broadcast.pk,
+                    "staff_user_id": broadcast.sent_by_id,
+                    "status": broadcast.status,
+                    "images": broadcast.image_count,
+                    "chats": broadcast.chat_count,
+                    "created": broadcast.created_count,
+                    "skipped": broadcast.skipped_count,
+                    "ms": broadcast.duration_ms,
+                }.items():
+                    job.set_data(key, value)
+
+    return traced
+
+
+@_as_sentry_transaction
 def broadcast_run(*, broadcast: Broadcast, batch_size: int | None = None, workers: int | None = None) -> Broadcast:
     """Create the missing messages of a recorded broadcast, one committed batch of chats at a time."""
     batch_size = batch_size or settings.BROADCAST_CHAT_BATCH_SIZE
