@@ -23,9 +23,6 @@ class Image(models.Model):
 
     status = models.CharField(max_length=16, choices=ImageStatus.choices, default=ImageStatus.PENDING, db_index=True)
     file = models.FileField(max_length=512, blank=True, help_text="Key of the stored copy in object storage.")
-    thumbnail = models.FileField(
-        max_length=512, blank=True, help_text="Key of a small WebP preview, so lists never load full images."
-    )
     content_type = models.CharField(max_length=100, blank=True)
     byte_size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
