@@ -141,6 +141,10 @@ class SentryLogProcessor:
         event.update(message=str(event_dict.get("event")), level=level_name, logger=logger_name)
         event.setdefault("contexts", {})["log"] = fields
         event.setdefault("tags", {})["event"] = str(event_dict.get("event"))
+        if not exc_info and fields.get("kind"):
+            # One issue per kind of failure (http_404, not_an_image, …), not one for all of them.
+            event["tags"]["kind"] = str(fields["kind"])
+            event["fingerprint"] = [str(event_dict.get("event")), str(fields["kind"])]
         return sentry_sdk.capture_event(event, hint=hint)
 
 
