@@ -17,14 +17,17 @@ wsgi_app = "pru_app.wsgi:application"
 # hold a whole process; 2 x cores + 1 is Gunicorn's own starting point.
 workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
 threads = _int("GUNICORN_THREADS", 4)
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 timeout = _int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Longer than nginx's upstream keepalive would leave idle, so nginx closes first.
 keepalive = _int("GUNICORN_KEEPALIVE", 75)
-# Recycling bounds any slow leak; jitter keeps the workers from restarting together.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 2000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+# Recycling bounds any slow leak; jitter keeps the workers from restarting together. Rare enough
+# that a busy worker does not pay Django's start-up every few seconds.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
+# Django is imported once in the master; a new or recycled worker is a fork, not a fresh start.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() in ("1", "true", "yes", "on")
 # The heartbeat file lives in memory in containers (/dev/shm), where the disk may be slow.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
 # Only nginx reaches Gunicorn (compose network or loopback); it sets the forwarded headers.
