@@ -76,12 +76,15 @@ def build_logging_config(*, log_format: str, level: str) -> dict:
         "formatters": {"structured": _formatter(log_format)},
         "handlers": {
             "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "structured"},
+            # Not "no handlers": logging would fall back to its plain-text last resort on stderr.
+            "discard": {"class": "logging.NullHandler"},
         },
         "root": {"handlers": ["stdout"], "level": level},
         "loggers": {
-            # django-structlog logs each request; Django's own request logger would repeat it.
-            "django.request": {"handlers": [], "level": "ERROR", "propagate": False},
-            "django.server": {"handlers": [], "propagate": False},
+            # django-structlog logs each request (request_failed with the traceback); Django's own
+            # request logger would repeat it as "Internal Server Error: /path".
+            "django.request": {"handlers": ["discard"], "level": "ERROR", "propagate": False},
+            "django.server": {"handlers": ["discard"], "propagate": False},
             "botocore": {"level": "WARNING"},
             "boto3": {"level": "WARNING"},
             "s3transfer": {"level": "WARNING"},
