@@ -10,6 +10,7 @@ import structlog
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.consts import SPANSTATUS
 from sentry_sdk.tracing import Transaction, TransactionSource
 from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
 
@@ -141,6 +142,9 @@ class SentryLogProcessor:
         event.update(message=str(event_dict.get("event")), level=level_name, logger=logger_name)
         event.setdefault("contexts", {})["log"] = fields
         event.setdefault("tags", {})["event"] = str(event_dict.get("event"))
+        for key in CORRELATION_TAGS:
+            if event_dict.get(key) is not None:
+                event["tags"][key] = str(event_dict[key])
         if not exc_info and fields.get("kind"):
             # One issue per kind of failure (http_404, not_an_image, …), not one for all of them.
             event["tags"]["kind"] = str(fields["kind"])
@@ -171,6 +175,8 @@ def sentry_job(*, name: str, op: str, monitor_slug: str = "", monitor_config: di
         except Exception:
             sentry_sdk.capture_exception()
             raise
+        if getattr(transaction, "status", None) is None:
+            transaction.set_status(SPANSTATUS.OK)
 
 
 def _job_transaction(*, name: str, op: str) -> Transaction:

@@ -44,7 +44,7 @@ def _as_sentry_transaction(run):
     @functools.wraps(run)
     def traced(*, broadcast: Broadcast, **options) -> Broadcast:
         with sentry_job(name="broadcast", op=BROADCAST_OP) as job:
-            job.set_tag("broadcast_id", broadcast.pk)
+            job.set_tag("broadcast_id", str(broadcast.pk))
             try:
                 return run(broadcast=broadcast, **options)
             finally:
