@@ -81,13 +81,26 @@ def test_every_file_the_observability_services_mount_exists(observability):
     assert mounted >= 4
 
 
-def test_the_app_compose_file_includes_the_observability_file():
-    document = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+class _StrictLoader(yaml.SafeLoader):
+    """Refuses a key given twice in one mapping, as Docker Compose does (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [key_node.value for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
+        duplicates = {key for key in keys if keys.count(key) > 1}
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_the_app_compose_file_includes_the_observability_file_once():
+    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
+    document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    yaml.load(OBSERVABILITY_COMPOSE.read_text(), Loader=_StrictLoader)  # noqa: S506
     included = []
     for entry in document.get("include") or []:
         paths = entry.get("path") if isinstance(entry, dict) else entry
         included += paths if isinstance(paths, list) else [paths]
-    assert "deploy/compose/observability.yml" in included
+    assert included.count("deploy/compose/observability.yml") == 1
 
 
 def test_grafana_provisioning_points_at_loki_and_at_the_mounted_dashboards(observability, dashboard):
