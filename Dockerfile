@@ -18,7 +18,8 @@ COPY . /app
 # collectstatic needs settings, not secrets: a throwaway key and no database.
 RUN DJANGO_SECRET_KEY=collectstatic-only-not-a-secret \
     DJANGO_STATIC_ROOT=/app/staticfiles \
-    python manage.py collectstatic --noinput --verbosity 0
+    python manage.py collectstatic --noinput --verbosity 0 \
+    && python -m compileall -q /app/pru_app /app/chat /app/deploy
 
 FROM ${NGINX_IMAGE} AS nginx
 COPY deploy/nginx/default.conf.template /etc/nginx/templates/default.conf.template
@@ -28,6 +29,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD wget --quiet --output-document=/dev/null http://127.0.0.1/nginx-healthz || exit 1
 
 FROM ${PYTHON_IMAGE} AS app
+# Bytecode was compiled at build time; the app user cannot (and need not) write beside the code.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
