@@ -4,6 +4,7 @@ Django's settings, Celery's worker and Gunicorn's master all configure logging f
 process writes the same line format to stdout. Importing this module does not import Django.
 """
 
+import logging
 import os
 
 import structlog
@@ -130,6 +131,8 @@ def configure_structlog(*, log_format: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # Python warnings (deprecations, Celery's root warning) as log lines too, not free text on stderr.
+    logging.captureWarnings(True)
     # Imported here: it needs Django, which Gunicorn's master (a user of this module) does not load.
     from pru_app import request_logging
 
