@@ -19,14 +19,29 @@ _SHELL_READ = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?=+][^}]*)?\}")
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)")
 
 
+class StrictLoader(yaml.SafeLoader):
+    """Refuses a key given twice in one mapping, as Compose does (PyYAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [key.value for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path):
+    return yaml.load(path.read_text(), Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_compose() -> tuple[dict, dict[str, Path]]:
     """docker-compose.yml with its `include`d files merged in; each service's base directory."""
-    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    document = load_yaml(COMPOSE_FILE)
     services = dict(document.get("services", {}))
     base_dirs = {name: PROJECT_ROOT for name in services}
     for included in compose_includes(document):
         # Compose resolves an included file's relative paths from that file's own directory.
-        child = yaml.safe_load(included.read_text()) or {}
+        child = load_yaml(included) or {}
         for name, service in (child.get("services") or {}).items():
             assert name not in services, f"{included} redefines service {name}"
             services[name] = service
