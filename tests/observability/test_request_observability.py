@@ -1,6 +1,7 @@
 """Requests through real nginx and Gunicorn (the no-Docker stack): JSON request lines and the Sentry error event."""
 
 import json
+import re
 import time
 
 import psycopg2
@@ -148,3 +149,16 @@ def test_an_exception_in_a_request_is_exactly_one_sentry_event_tagged_with_the_r
     assert failed["sentry_id"] == event["event_id"]
     assert (failed["status"], failed["method"], failed["path"]) == (500, "GET", "/admin/chat/image/")
     assert failed["user_id"] == _user_id(stack) and "UndefinedTable" in failed["exception"]
+
+
+def test_a_malformed_request_id_reaching_gunicorn_directly_is_replaced(stack):
+    marker = f"/healthz?malformed-{time.monotonic_ns()}"
+    forged = "x" * 300 + ' {"event": "forged"}'
+    response = requests.get(
+        stack.gunicorn_url + marker, headers={"Host": "127.0.0.1", "X-Request-ID": forged}, timeout=10
+    )
+    assert response.status_code == 200
+    [finished] = _wait_for_lines(
+        stack, lambda line: line["event"] == "request_finished" and line["request"] == f"GET {marker}"
+    )
+    assert re.fullmatch(r"[0-9a-f-]{36}", finished["request_id"]), finished["request_id"]
