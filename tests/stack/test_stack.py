@@ -18,7 +18,11 @@ LOGIN_BURST = 3
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
     overrides = {
+        # A home of its own shows whether Gunicorn writes a control socket there.
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": "",
         # Gunicorn's access log shows exactly which requests got past nginx.
         "GUNICORN_ACCESS_LOG": "-",
         "NGINX_LOGIN_RATE": f"{LOGIN_RATE_PER_SECOND * 60}r/m",
@@ -26,6 +30,13 @@ def stack(tmp_path_factory):
     }
     with running_stack(name="proxy", run_dir=tmp_path_factory.mktemp("stack"), overrides=overrides) as stack:
         yield stack
+
+
+def test_gunicorn_writes_no_control_socket_into_the_home_directory(stack):
+    home = Path(stack.env["HOME"])
+    assert requests.get(stack.url + "/healthz", timeout=10).status_code == 200
+    assert not (home / ".gunicorn").exists()
+    assert list(home.iterdir()) == []
 
 
 def _wait_for_log(stack, name, predicate, timeout=5.0):
