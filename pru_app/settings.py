@@ -167,7 +167,7 @@ IMAGE_FETCH_WORKERS = env.int("IMAGE_FETCH_WORKERS", default=16)
 IMAGE_SERVE_MODE = env.str("IMAGE_SERVE_MODE", default="x-accel")
 
 # Broadcasts: chats per INSERT … SELECT batch (bounds memory and lock time).
-BROADCAST_CHAT_BATCH_SIZE = env.int("BROADCAST_CHAT_BATCH_SIZE", default=10_000)
+BROADCAST_CHAT_BATCH_SIZE = env.int("BROADCAST_CHAT_BATCH_SIZE", default=5_000)
 # Database connections a broadcast inserts on in parallel (one per database core is plenty).
 BROADCAST_WORKERS = env.int("BROADCAST_WORKERS", default=2)
 
