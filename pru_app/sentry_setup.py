@@ -193,3 +193,18 @@ def _job_transaction(*, name: str, op: str) -> Transaction:
         parent_span_id=parent.span_id,
         parent_sampled=parent.sampled,
     )
+
+
+def fetch_images_job():
+    """A fetch run as the transaction "fetch_images" inside cron check-ins under SENTRY_CRON_MONITOR_SLUG."""
+    from django.conf import settings
+
+    schedule = settings.SENTRY_CRON_SCHEDULE
+    # With a schedule the first check-in creates (or updates) the monitor; without, it must exist.
+    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
+    return sentry_job(
+        name="fetch_images",
+        op=FETCH_IMAGES_OP,
+        monitor_slug=settings.SENTRY_CRON_MONITOR_SLUG,
+        monitor_config=monitor_config,
+    )
