@@ -47,6 +47,9 @@ def init_sentry(
         send_default_pii=False,
         traces_sampler=_traces_sampler(default_rate=traces_sample_rate, job_rate=job_traces_sample_rate),
         before_send=drop_already_reported,
+        # A fetch logs a line per photo, and every event serialises all the crumbs it carries: a
+        # failed photo's event took ~8 ms with 100 of them, ~5.5 ms with 30 (bench/log_lines).
+        max_breadcrumbs=30,
         integrations=[
             DjangoIntegration(),
             CeleryIntegration(),
@@ -126,7 +129,8 @@ class SentryLogProcessor:
                 event_id = self._capture(event_dict, level_name, logger_name, fields)
                 if event_id:
                     event_dict["sentry_id"] = event_id
-            if level >= logging.INFO:
+            # A line that is an event of its own would only repeat itself as a crumb on the next one.
+            elif level >= logging.INFO:
                 sentry_sdk.add_breadcrumb(
                     type="log", category=logger_name, message=str(event_dict.get("event")), level=level_name, data=fields
                 )

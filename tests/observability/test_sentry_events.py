@@ -80,8 +80,9 @@ def test_failed_photo_is_a_warning_event_and_other_warnings_are_breadcrumbs(in_p
     assert failed["contexts"]["log"] == {"source_url": "http://photos.test/3.jpeg", "reason": "http 404"}
     assert aborted["level"] == "error" and aborted["message"] == "image_fetch.aborted"
     crumbs = [crumb["message"] for crumb in aborted["breadcrumbs"]["values"]]
-    assert crumbs == ["image_fetch.failed", "image_fetch.retrying", "image_fetch.stored"]
-    retry_crumb = aborted["breadcrumbs"]["values"][1]
+    # The failed photo is an event of its own, not also a crumb on the next one.
+    assert crumbs == ["image_fetch.retrying", "image_fetch.stored"]
+    retry_crumb = aborted["breadcrumbs"]["values"][0]
     assert retry_crumb["level"] == "warning" and retry_crumb["data"]["attempt"] == 2
 
 
