@@ -218,7 +218,10 @@ class LocalStack:
         if not Path(nginx).exists():
             raise StackError("nginx is not installed: run bin/setup-dev")
         nginx_dir = self.run_dir / "nginx"
-        config = write_config(run_dir=nginx_dir, environ=self.env, as_root=os.geteuid() == 0)
+        config = write_config(
+            run_dir=nginx_dir, environ=self.env, as_root=os.geteuid() == 0,
+            worker_processes=self.env.get("NGINX_WORKER_PROCESSES", "auto"),
+        )
         command = [nginx, "-p", str(nginx_dir), "-c", str(config), "-e", "stderr"]
         checked = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, timeout=30)
         if checked.returncode != 0:

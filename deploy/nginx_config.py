@@ -73,7 +73,9 @@ def render_template(environ: Mapping[str, str], template: str | None = None) -> 
     return _REFERENCE.sub(substitute, text)
 
 
-def write_config(*, run_dir: Path, environ: Mapping[str, str], worker_processes: int = 1, as_root: bool = False) -> Path:
+def write_config(
+    *, run_dir: Path, environ: Mapping[str, str], worker_processes: str = "auto", as_root: bool = False
+) -> Path:
     """Write nginx.conf and conf.d/default.conf under run_dir; return the main config's path."""
     run_dir = Path(run_dir).resolve()
     for name in ("conf.d", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
