@@ -115,7 +115,8 @@ USE_S3_STORAGE = bool(AWS_STORAGE_BUCKET_NAME)
 
 if USE_S3_STORAGE:
     DEFAULT_STORAGE = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        # django-storages' S3Storage plus per-object metadata and one shared boto3 session.
+        "BACKEND": "chat.storage.S3ImageStorage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "endpoint_url": AWS_S3_ENDPOINT_URL,
@@ -131,7 +132,11 @@ if USE_S3_STORAGE:
             # leaving a second copy with a random suffix.
             "file_overwrite": True,
             # Newer boto3 defaults break several S3-compatible stores (django-storages #1482).
+            # With a client_config, django-storages ignores its addressing_style and
+            # signature_version options: they must be set here (else SigV2 presigned URLs).
             "client_config": BotoConfig(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
                 connect_timeout=env.int("AWS_S3_CONNECT_TIMEOUT", default=5),
@@ -142,7 +147,8 @@ if USE_S3_STORAGE:
         },
     }
 else:
-    DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    # Overwrite, like file_overwrite above: deterministic keys, never a second copy.
+    DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"allow_overwrite": True}}
 
 STORAGES = {
     "default": DEFAULT_STORAGE,
@@ -162,9 +168,12 @@ IMAGE_FETCH_CONNECT_TIMEOUT = env.float("IMAGE_FETCH_CONNECT_TIMEOUT", default=5
 IMAGE_FETCH_READ_TIMEOUT = env.float("IMAGE_FETCH_READ_TIMEOUT", default=30.0)
 IMAGE_FETCH_RETRIES = env.int("IMAGE_FETCH_RETRIES", default=3)
 IMAGE_FETCH_WORKERS = env.int("IMAGE_FETCH_WORKERS", default=16)
-# How stored images reach browsers: "presigned" (redirect to a short-lived URL
-# for AWS_S3_PUBLIC_ENDPOINT_URL) or "x-accel" (nginx fetches from storage).
+# How stored images reach browsers: "x-accel" (nginx fetches from storage),
+# "stream" (Django streams the bytes: file system or no nginx) or "presigned"
+# (redirect to a short-lived URL for AWS_S3_PUBLIC_ENDPOINT_URL).
 IMAGE_SERVE_MODE = env.str("IMAGE_SERVE_MODE", default="x-accel")
+if IMAGE_SERVE_MODE not in ("x-accel", "stream", "presigned"):
+    raise ImproperlyConfigured(f"IMAGE_SERVE_MODE must be x-accel, stream or presigned, not {IMAGE_SERVE_MODE!r}.")
 
 # Broadcasts: chats per INSERT … SELECT batch (bounds memory and lock time).
 BROADCAST_CHAT_BATCH_SIZE = env.int("BROADCAST_CHAT_BATCH_SIZE", default=5_000)
