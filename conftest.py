@@ -31,6 +31,8 @@ def s3_storage_options(*, endpoint_url: str, bucket_name: str) -> dict:
         "querystring_expire": 300,
         "file_overwrite": True,
         "client_config": BotoConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             connect_timeout=2,
@@ -56,7 +58,7 @@ def s3_storage(s3_server, settings):
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "chat.storage.S3ImageStorage",
             "OPTIONS": s3_storage_options(endpoint_url=s3_server.endpoint_url, bucket_name=bucket),
         },
     }

@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html
 
-from chat.models import Image
+from chat.admin.image_preview import image_state_html, stored_image_tag
+from chat.models import Image, ImageStatus
 from chat.services.broadcasts import BroadcastError, broadcast_images_to_all_chats
 
 SEND_ACTION_LABEL = "Send selected images as messages to all chats"
@@ -9,12 +11,13 @@ SEND_ACTION_LABEL = "Send selected images as messages to all chats"
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["id", "title", "source_link", "status", "created_at"]
+    list_display = ["id", "thumbnail", "title", "state", "source_link", "created_at"]
+    list_display_links = ["id", "title"]
     list_filter = ["status", "created_at"]
-    search_fields = ["title", "description"]
+    search_fields = ["title", "description", "source_url"]
     actions = ["send_to_all_chats"]
     readonly_fields = [
-        "photo_id", "source_link", "status", "file", "content_type", "byte_size", "sha256",
+        "preview", "photo_id", "source_link", "state", "file", "content_type", "byte_size", "sha256",
         "width", "height", "stored_at", "attempts", "last_error", "created_at", "updated_at",
     ]
     fields = ["title", "description", *readonly_fields]
@@ -23,8 +26,26 @@ class ImageAdmin(admin.ModelAdmin):
         # Images arrive through fetch_images, with their stored copy.
         return False
 
+    @admin.display(description="Stored copy")
+    def thumbnail(self, image):
+        return stored_image_tag(image, size=80)
+
+    @admin.display(description="Stored copy")
+    def preview(self, image):
+        tag = stored_image_tag(image, size=480)
+        if image.status != ImageStatus.STORED or not image.file:
+            return tag
+        return format_html('<a href="{}" target="_blank">{}</a>', reverse("chat:stored_image", args=[image.pk]), tag)
+
+    @admin.display(description="State", ordering="status")
+    def state(self, image):
+        return image_state_html(image)
+
     @admin.display(description="Source")
     def source_link(self, image):
+        # The URL came from the API: link it only when it is plain http(s), never javascript: and the like.
+        if not image.source_url.lower().startswith(("http://", "https://")):
+            return image.source_url
         return format_html('<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>', image.source_url, image.source_url)
 
     @admin.action(description=SEND_ACTION_LABEL, permissions=["broadcast"])

@@ -1,0 +1,38 @@
+"""The stored copy of an image as admin HTML: served by /stored-images/<pk>, never hot-linked from the source."""
+
+from django.template.defaultfilters import truncatechars
+from django.urls import reverse
+from django.utils.html import format_html
+
+from chat.models import Image, ImageStatus
+
+
+def stored_image_tag(image: Image | None, *, size: int) -> str:
+    """An <img> of the stored copy fitted in size x size pixels, or a dash when there is none."""
+    if image is None or image.status != ImageStatus.STORED or not image.file:
+        return "–"
+    width, height = _fit(image.width, image.height, size)
+    return format_html(
+        '<img src="{}" width="{}" height="{}" alt="{}" loading="lazy" decoding="async" style="object-fit: contain">',
+        reverse("chat:stored_image", args=[image.pk]),
+        width,
+        height,
+        truncatechars(image.title, 60),
+    )
+
+
+def image_state_html(image: Image) -> str:
+    """stored / pending / failed, with the last error when there is one."""
+    colours = {ImageStatus.STORED: "#2e7d32", ImageStatus.PENDING: "#8a6d00", ImageStatus.FAILED: "#c62828"}
+    label = format_html('<strong style="color: {}">{}</strong>', colours.get(image.status, "inherit"), image.get_status_display())
+    if image.last_error:
+        return format_html('{}<br><small title="{}">{}</small>', label, image.last_error, truncatechars(image.last_error, 90))
+    return label
+
+
+def _fit(width: int | None, height: int | None, size: int) -> tuple[int, int]:
+    # Known dimensions reserve the right box before the image arrives (no layout shift).
+    if not width or not height:
+        return size, size
+    scale = min(size / width, size / height, 1)
+    return max(1, round(width * scale)), max(1, round(height * scale))

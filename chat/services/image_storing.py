@@ -1,0 +1,116 @@
+"""One photo, in a worker thread: download, validate, upload under a deterministic key. No database."""
+
+import hashlib
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+import sentry_sdk
+from django.core.files import File
+from django.core.files.storage import Storage
+
+from chat.image_download import DownloadedImage, ImageDownloadError, image_download
+from chat.photo_api import Photo
+from chat.services.storage import StorageUnavailable, storage_describe
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    max_bytes: int
+    max_pixels: int
+    deadline_seconds: float
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What happened to one photo: stored (key set) or failed (error set)."""
+
+    photo: Photo
+    image_id: int
+    ms: int
+    key: str = ""
+    content_type: str = ""
+    byte_size: int = 0
+    sha256: str = ""
+    width: int | None = None
+    height: int | None = None
+    error: str = ""
+    error_kind: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return not self.error
+
+
+def image_storage_key(*, photo_id: int, source_url: str, extension: str) -> str:
+    """The object key of a photo: the same every run, so a re-run overwrites, never copies."""
+    # From the source URL, not the bytes: a photo whose bytes change keeps its one key.
+    url_hash = hashlib.sha256(source_url.encode()).hexdigest()[:16]
+    return f"images/{photo_id}-{url_hash}.{extension}"
+
+
+def image_store_one(
+    *, photo: Photo, image_id: int, session: requests.Session, storage: Storage, limits: DownloadLimits
+) -> PhotoOutcome:
+    """Download and store one photo; a bad photo is an outcome, an unusable storage raises StorageUnavailable."""
+    started = time.monotonic()
+    try:
+        with sentry_sdk.start_span(op="image.download", name=photo.url):
+            downloaded = image_download(
+                session=session,
+                url=photo.url,
+                max_bytes=limits.max_bytes,
+                max_pixels=limits.max_pixels,
+                deadline_seconds=limits.deadline_seconds,
+            )
+    except ImageDownloadError as error:
+        return PhotoOutcome(
+            photo=photo, image_id=image_id, ms=_ms_since(started), error=str(error), error_kind=failure_kind(error)
+        )
+    try:
+        key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
+        with sentry_sdk.start_span(op="storage.upload", name=key):
+            _upload(storage, key=key, downloaded=downloaded, photo=photo)
+    finally:
+        downloaded.close()
+    return PhotoOutcome(
+        photo=photo,
+        image_id=image_id,
+        ms=_ms_since(started),
+        key=key,
+        content_type=downloaded.content_type,
+        byte_size=downloaded.byte_size,
+        sha256=downloaded.sha256,
+        width=downloaded.width,
+        height=downloaded.height,
+    )
+
+
+def failure_kind(error: Exception) -> str:
+    """A short category for counting failures by reason."""
+    return {
+        "DownloadFailed": "download failed",
+        "ImageTooLarge": "too large",
+        "DecompressionBomb": "decompression bomb",
+        "ImageRejected": "not an allowed image",
+    }.get(type(error).__name__, type(error).__name__)
+
+
+def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> None:
+    content = File(downloaded.file)
+    content.content_type = downloaded.content_type
+    # S3 metadata travels as HTTP headers: ASCII only.
+    content.metadata = {"source-url": quote(photo.url, safe=":/?#[]@!$&'()*+,;=%~"), "photo-id": str(photo.photo_id)}
+    try:
+        saved = storage.save(key, content)
+    except Exception as error:  # any storage failure stops the run; the message says which
+        raise StorageUnavailable(
+            f"upload of {key} to {storage_describe(storage=storage)} failed: {type(error).__name__}: {error}"
+        ) from error
+    if saved != key:
+        raise StorageUnavailable(f"storage saved {key!r} as {saved!r}: enable overwriting (file_overwrite / allow_overwrite)")
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

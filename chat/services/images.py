@@ -1,0 +1,357 @@
+"""Image ingestion: every photo the API lists, downloaded concurrently, validated and kept in object storage."""
+
+import contextvars
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import sentry_sdk
+import structlog
+from django.conf import settings
+from django.core.files.storage import Storage, default_storage
+from django.utils import timezone
+
+from chat.models import Image, ImageStatus
+from chat.outbound_http import OutboundPolicy, outbound_session
+from chat.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
+from chat.services.image_storing import DownloadLimits, PhotoOutcome, image_store_one
+from chat.services.storage import storage_check
+
+logger = structlog.get_logger(__name__)
+
+DEFAULT_PAGE_SIZE = 100
+# Failures kept with their details in the summary; the count stays exact beyond it.
+MAX_REPORTED_FAILURES = 50
+# Pages whose downloads may be under way at once: the next page's photos are
+# queued while the previous page finishes, and memory stays at about two pages.
+PAGES_IN_FLIGHT = 2
+_FIELDS_WRITTEN = [
+    "photo_id", "title", "description", "api_user_id", "status", "file", "content_type",
+    "byte_size", "sha256", "width", "height", "stored_at", "last_error", "attempts", "updated_at",
+]
+
+
+class ImageIngestionError(Exception):
+    """The run stopped; everything stored before it stays stored."""
+
+
+class PhotoSourceError(ImageIngestionError):
+    """A page of the photo API could not be read."""
+
+
+@dataclass(frozen=True)
+class FailedPhoto:
+    source_url: str | None
+    photo_id: int | None
+    reason: str
+
+
+@dataclass
+class PageReport:
+    """What one page gave, for progress lines."""
+
+    offset: int
+    listed: int
+    stored: int = 0
+    already_stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+
+
+@dataclass
+class ImageFetchSummary:
+    source: str
+    pages: int = 0
+    seen: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    failure_kinds: Counter = field(default_factory=Counter)
+    failures: list[FailedPhoto] = field(default_factory=list)
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.seen / self.seconds if self.seconds else 0.0
+
+    def add_failure(self, *, source_url, photo_id, reason, kind) -> None:
+        self.failed += 1
+        self.failure_kinds[kind] += 1
+        if len(self.failures) < MAX_REPORTED_FAILURES:
+            self.failures.append(FailedPhoto(source_url=source_url, photo_id=photo_id, reason=reason))
+
+    def as_log_fields(self) -> dict:
+        return {
+            "pages": self.pages, "seen": self.seen, "stored": self.stored, "already_stored": self.already_stored,
+            "duplicates": self.duplicates, "failed": self.failed, "failure_kinds": dict(self.failure_kinds),
+            "bytes": self.bytes, "seconds": round(self.seconds, 3),
+            "photos_per_second": round(self.photos_per_second, 1),
+        }
+
+
+def image_fetch_all(
+    *,
+    api_url: str | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    limit: int | None = None,
+    workers: int | None = None,
+    refresh: bool = False,
+    storage: Storage | None = None,
+    on_photo: Callable[[str], None] | None = None,
+    on_page: Callable[[PageReport], None] | None = None,
+) -> ImageFetchSummary:
+    """Store a copy of every listed photo that is not stored yet (all of them with refresh).
+
+    on_photo(kind) is called from worker threads as each photo finishes; on_page(report)
+    after each page's rows are written. Raises PhotoSourceError or StorageUnavailable
+    when the run cannot go on; the pages finished before stay written.
+    """
+    api_url = api_url or settings.IMAGE_API_URL
+    workers = workers or settings.IMAGE_FETCH_WORKERS
+    if page_size < 1 or workers < 1 or (limit is not None and limit < 1):
+        raise ValueError("page_size, workers and limit must be positive")
+    storage = storage or default_storage
+    run = _Run(
+        summary=ImageFetchSummary(source=api_url),
+        storage=storage,
+        refresh=refresh,
+        on_photo=on_photo or (lambda kind: None),
+        on_page=on_page or (lambda report: None),
+    )
+    logger.info(
+        "image_fetch.started", source=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh
+    )
+    storage_check(storage=storage)
+    client = PhotoApiClient(list_url=api_url, session=outbound_session(OutboundPolicy.from_settings(pool_size=2)))
+    run.session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-fetch") as executor:
+            run.executor = executor
+            run.go(client=client, page_size=page_size, limit=limit)
+    finally:
+        run.session.close()
+        client.session.close()
+        run.summary.seconds = time.monotonic() - run.clock
+        logger.info("image_fetch.finished", source=api_url, **run.summary.as_log_fields())
+    return run.summary
+
+
+@dataclass
+class _PageBatch:
+    report: PageReport
+    jobs: list[tuple[Image, Future]]
+
+
+@dataclass
+class _Run:
+    summary: ImageFetchSummary
+    storage: Storage
+    refresh: bool
+    on_photo: Callable[[str], None]
+    on_page: Callable[[PageReport], None]
+    session: object = None
+    executor: ThreadPoolExecutor | None = None
+    clock: float = field(default_factory=time.monotonic)
+    started_at: object = field(default_factory=timezone.now)
+    urls_in_flight: set[str] = field(default_factory=set)
+
+    def go(self, *, client: PhotoApiClient, page_size: int, limit: int | None) -> None:
+        in_flight: deque[_PageBatch] = deque()
+        try:
+            for page in _pages(client, page_size=page_size, limit=limit):
+                in_flight.append(self.start_page(page))
+                while len(in_flight) >= PAGES_IN_FLIGHT:
+                    _raise_if_any(self.finish_page(in_flight.popleft()))
+        except PhotoApiError as error:
+            # Keep what the downloads already under way store.
+            _raise_if_any(self._drain(in_flight))
+            raise PhotoSourceError(f"photo API: {error}") from error
+        except BaseException:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self._drain(in_flight)
+            raise
+        _raise_if_any(self._drain(in_flight))
+
+    def _drain(self, in_flight: deque) -> Exception | None:
+        first_error = None
+        while in_flight:
+            first_error = first_error or self.finish_page(in_flight.popleft())
+        return first_error
+
+    def start_page(self, page: PhotoPage) -> _PageBatch:
+        """Record the page's new photos as pending and queue their downloads: two queries."""
+        summary = self.summary
+        summary.pages += 1
+        summary.seen += page.entry_count
+        report = PageReport(offset=page.offset, listed=page.entry_count)
+        logger.info("image_fetch.page", offset=page.offset, count=page.entry_count)
+        for entry in page.rejected:
+            self._fail(report, source_url=entry.url, photo_id=None, image_id=None, reason=entry.reason, kind="invalid entry")
+
+        photos = {}
+        for photo in page.photos:
+            if photo.url in photos or photo.url in self.urls_in_flight:
+                report.duplicates += 1
+                self.on_photo("duplicate")
+            else:
+                photos[photo.url] = photo
+        rows = {image.source_url: image for image in Image.objects.filter(source_url__in=list(photos))}
+        new_rows = [
+            Image(
+                source_url=url, photo_id=photo.photo_id, title=photo.title, description=photo.description,
+                api_user_id=photo.user_id, status=ImageStatus.PENDING,
+            )
+            for url, photo in photos.items()
+            if url not in rows
+        ]
+        if new_rows:
+            # update_conflicts (not ignore) so that PostgreSQL hands back every id,
+            # including rows a concurrent run inserted a moment ago.
+            Image.objects.bulk_create(
+                new_rows, update_conflicts=True, unique_fields=["source_url"], update_fields=["photo_id"]
+            )
+            rows.update((image.source_url, image) for image in new_rows)
+
+        jobs = []
+        for url, photo in photos.items():
+            image = rows[url]
+            if self._done_this_run(image):
+                report.duplicates += 1
+                self.on_photo("duplicate")
+            elif image.status == ImageStatus.STORED and not self.refresh:
+                report.already_stored += 1
+                self.on_photo("already stored")
+            else:
+                self.urls_in_flight.add(url)
+                future = self.executor.submit(
+                    contextvars.copy_context().run,
+                    image_store_one,
+                    photo=photo, image_id=image.pk, session=self.session, storage=self.storage, limits=_limits(),
+                )
+                future.add_done_callback(self._photo_done)
+                jobs.append((image, future))
+        summary.duplicates += report.duplicates
+        summary.already_stored += report.already_stored
+        return _PageBatch(report=report, jobs=jobs)
+
+    def finish_page(self, batch: _PageBatch) -> Exception | None:
+        """Wait for the page's downloads, write all its rows in one transaction; the error that stops the run, if any."""
+        fatal = None
+        done: list[tuple[Image, PhotoOutcome]] = []
+        for image, future in batch.jobs:
+            self.urls_in_flight.discard(image.source_url)
+            try:
+                done.append((image, future.result()))
+            except CancelledError:
+                continue
+            except Exception as error:  # StorageUnavailable or a bug: stops the run once the rest is written
+                fatal = fatal or error
+        now = timezone.now()
+        for image, outcome in done:
+            _apply(image, outcome, now=now)
+        if done:
+            # One INSERT … ON CONFLICT DO UPDATE for the page: every row exists already, and
+            # unlike bulk_update it does not build a CASE per row and field (~6 ms a photo).
+            Image.objects.bulk_create(
+                [image for image, _ in done],
+                update_conflicts=True,
+                unique_fields=["source_url"],
+                update_fields=_FIELDS_WRITTEN,
+            )
+        report = batch.report
+        for image, outcome in done:
+            if outcome.stored:
+                report.stored += 1
+                self.summary.stored += 1
+                self.summary.bytes += outcome.byte_size
+                logger.info("image_fetch.stored", image_id=image.pk, key=outcome.key, bytes=outcome.byte_size, ms=outcome.ms)
+            else:
+                self._fail(
+                    report, source_url=image.source_url, photo_id=image.photo_id, image_id=image.pk,
+                    reason=outcome.error, kind=outcome.error_kind,
+                )
+        self.on_page(report)
+        return fatal
+
+    def _done_this_run(self, image: Image) -> bool:
+        """Listed again after this run already stored it or gave up on it."""
+        if image.status == ImageStatus.STORED:
+            return image.stored_at is not None and image.stored_at >= self.started_at
+        return image.status == ImageStatus.FAILED and image.updated_at >= self.started_at
+
+    def _fail(self, report, *, source_url, photo_id, image_id, reason, kind) -> None:
+        report.failed += 1
+        self.summary.add_failure(source_url=source_url, photo_id=photo_id, reason=reason, kind=kind)
+        logger.warning("image_fetch.failed", source_url=source_url, image_id=image_id, photo_id=photo_id, reason=reason)
+        if image_id is None:
+            self.on_photo("failed")
+
+    def _photo_done(self, future: Future) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            self.on_photo("stored" if future.result().stored else "failed")
+
+
+def _raise_if_any(error: Exception | None) -> None:
+    if error is not None:
+        raise error
+
+
+def _apply(image: Image, outcome: PhotoOutcome, *, now) -> None:
+    """The row's new state; a stored row is only ever marked stored after its upload finished."""
+    photo = outcome.photo
+    image.photo_id, image.title, image.description, image.api_user_id = (
+        photo.photo_id, photo.title, photo.description, photo.user_id,
+    )
+    image.attempts += 1
+    image.updated_at = now
+    if outcome.stored:
+        image.status = ImageStatus.STORED
+        image.file.name = outcome.key
+        image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
+        image.width, image.height = outcome.width, outcome.height
+        image.stored_at = now
+        image.last_error = ""
+    else:
+        image.last_error = outcome.error[:2000]
+        # A refresh that fails keeps the copy stored before; only rows without one are failed.
+        if image.status != ImageStatus.STORED:
+            image.status = ImageStatus.FAILED
+
+
+def _pages(client: PhotoApiClient, *, page_size: int, limit: int | None):
+    """Pages from the API, stopping after `limit` listed entries."""
+    remaining = limit
+    offset = 0
+    previous_ids = None
+    while remaining is None or remaining > 0:
+        size = page_size if remaining is None else min(page_size, remaining)
+        with sentry_sdk.start_span(op="photo_api.page", name=f"offset={offset} limit={size}"):
+            page = client.page(offset=offset, limit=size)
+        if page.entry_count == 0:
+            return
+        ids = [photo.photo_id for photo in page.photos]
+        if ids and ids == previous_ids:
+            # Without this an API that ignores offset would be paged forever.
+            raise PhotoApiBadResponse(f"the page at offset {offset} repeats the previous page: offset ignored?")
+        previous_ids = ids
+        if remaining is not None and page.entry_count > remaining:
+            page.photos = page.photos[: max(0, remaining - len(page.rejected))]
+        yield page
+        offset += page.entry_count
+        if remaining is not None:
+            remaining -= page.entry_count
+
+
+def _limits() -> DownloadLimits:
+    return DownloadLimits(
+        max_bytes=settings.IMAGE_FETCH_MAX_BYTES,
+        max_pixels=settings.IMAGE_FETCH_MAX_PIXELS,
+        deadline_seconds=max(settings.IMAGE_FETCH_READ_TIMEOUT * 4, 60.0),
+    )

@@ -1,0 +1,81 @@
+"""Stored images for staff: Django authorises, the private bucket delivers (through nginx or a signed URL)."""
+
+import threading
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
+from storages.backends.s3 import S3Storage
+
+from chat.models import Image, ImageStatus
+
+# nginx's internal location that proxies to the storage endpoint (deploy/nginx).
+X_ACCEL_PREFIX = "/internal-storage"
+# nginx follows the internal redirect at once; the signature need not live long.
+X_ACCEL_URL_EXPIRY = 60
+_public_storages: dict[tuple, S3Storage] = {}
+_public_storages_lock = threading.Lock()
+
+
+def staff_may_view_images(user) -> bool:
+    """Active staff who may see images or the messages that carry them."""
+    return bool(
+        user.is_active
+        and user.is_staff
+        and (user.has_perm("chat.view_image") or user.has_perm("chat.view_message"))
+    )
+
+
+@require_GET
+def stored_image(request, pk: int):
+    """The stored copy of an image; 403 without a staff session, 404 when nothing is stored."""
+    if not staff_may_view_images(request.user):
+        return HttpResponseForbidden("Stored images are for staff only.", content_type="text/plain")
+    image = get_object_or_404(Image.objects.only("file", "content_type", "status"), pk=pk, status=ImageStatus.STORED)
+    mode = settings.IMAGE_SERVE_MODE
+    if not isinstance(default_storage, S3Storage):
+        # x-accel and presigned need an S3 endpoint; the file system is streamed.
+        mode = "stream"
+    if mode == "x-accel":
+        response = _x_accel_response(image)
+    elif mode == "presigned":
+        response = _presigned_redirect(image)
+    else:
+        response = _stream_response(image)
+    response["Cache-Control"] = "private, no-store" if mode == "presigned" else "private, max-age=300"
+    response["Vary"] = "Cookie"
+    return response
+
+
+def _x_accel_response(image: Image) -> HttpResponse:
+    # Signed for AWS_S3_ENDPOINT_URL, the address nginx forwards to, with its Host header.
+    signed = urlsplit(default_storage.url(image.file.name, expire=X_ACCEL_URL_EXPIRY))
+    response = HttpResponse(content_type=image.content_type or "application/octet-stream")
+    response["X-Accel-Redirect"] = f"{X_ACCEL_PREFIX}{signed.path}?{signed.query}"
+    return response
+
+
+def _presigned_redirect(image: Image) -> HttpResponseRedirect:
+    return HttpResponseRedirect(_public_storage().url(image.file.name))
+
+
+def _stream_response(image: Image) -> FileResponse:
+    response = FileResponse(default_storage.open(image.file.name, "rb"), content_type=image.content_type or None)
+    # Bytes from the internet, served from our origin: never let a browser run them.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def _public_storage() -> S3Storage:
+    """The default storage's twin that signs URLs for AWS_S3_PUBLIC_ENDPOINT_URL (a signature covers the host)."""
+    public_endpoint = settings.AWS_S3_PUBLIC_ENDPOINT_URL or default_storage.endpoint_url
+    key = (default_storage.__class__, default_storage.bucket_name, default_storage.endpoint_url, public_endpoint)
+    with _public_storages_lock:
+        if key not in _public_storages:
+            options = dict(settings.STORAGES["default"].get("OPTIONS", {}))
+            options["endpoint_url"] = public_endpoint
+            _public_storages[key] = default_storage.__class__(**options)
+        return _public_storages[key]
