@@ -11,6 +11,7 @@ from chat.outbound_http import UnsafeURL, check_url
 from chat.photo_api import MAX_PAGE_SIZE
 from chat.services.images import DEFAULT_PAGE_SIZE, ImageIngestionError, image_fetch_all
 from chat.services.storage import StorageUnavailable, storage_describe
+from pru_app.sentry_setup import fetch_images_job
 
 MAX_WORKERS = 64
 
@@ -56,10 +57,14 @@ class Command(BaseCommand):
         )
         progress = _Progress(self, enabled=not no_progress and sys.stderr.isatty(), total=limit)
         try:
-            summary = image_fetch_all(
-                api_url=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh,
-                on_photo=progress.photo, on_page=progress.page,
-            )
+            # A Sentry transaction inside cron check-ins; failed photos do not fail the check-in.
+            with fetch_images_job() as job:
+                summary = image_fetch_all(
+                    api_url=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh,
+                    on_photo=progress.photo, on_page=progress.page,
+                )
+                for key, value in summary.as_log_fields().items():
+                    job.set_data(key, value)
         except StorageUnavailable as error:
             raise CommandError(f"Object storage unavailable, nothing more was stored: {error}") from error
         except ImageIngestionError as error:
