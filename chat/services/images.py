@@ -1,10 +1,12 @@
 """Image ingestion: every photo the API lists, downloaded concurrently, validated and kept in object storage."""
 
 import contextvars
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sentry_sdk
@@ -129,7 +131,7 @@ def image_fetch_all(
     client = PhotoApiClient(list_url=api_url, session=outbound_session(OutboundPolicy.from_settings(pool_size=2)))
     run.session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-fetch") as executor:
+        with _fewer_gil_handoffs(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-fetch") as executor:
             run.executor = executor
             run.go(client=client, page_size=page_size, limit=limit)
     finally:
@@ -286,7 +288,9 @@ class _Run:
     def _fail(self, report, *, source_url, photo_id, image_id, reason, kind) -> None:
         report.failed += 1
         self.summary.add_failure(source_url=source_url, photo_id=photo_id, reason=reason, kind=kind)
-        logger.warning("image_fetch.failed", source_url=source_url, image_id=image_id, photo_id=photo_id, reason=reason)
+        logger.warning(
+            "image_fetch.failed", source_url=source_url, image_id=image_id, photo_id=photo_id, reason=reason, kind=kind
+        )
         if image_id is None:
             self.on_photo("failed")
 
@@ -296,6 +300,21 @@ class _Run:
         error = future.exception()
         if error is None:
             self.on_photo("stored" if future.result().stored else "failed")
+
+
+@contextmanager
+def _fewer_gil_handoffs():
+    """Let a thread keep the GIL up to 50 ms instead of 5 ms while the workers run.
+
+    The workers mostly wait on sockets and give the GIL up there anyway; forcing a
+    handoff every 5 ms among sixteen of them cost ~8% of the run's CPU (bench/fetch).
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(max(previous, 0.05))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def _raise_if_any(error: Exception | None) -> None:

@@ -137,6 +137,9 @@ def test_a_failed_photo_is_one_warning_event_with_its_source_url_and_reason(
     assert event["level"] == "warning" and event["message"] == "image_fetch.failed"
     assert event["contexts"]["log"]["source_url"].endswith(f"/{FAILING_PHOTO}.jpeg")
     assert event["contexts"]["log"]["reason"]
+    # Grouped by the kind of failure: one issue for every 404, another for every non-image…
+    assert event["fingerprint"] == ["image_fetch.failed", "download failed"]
+    assert event["tags"]["kind"] == "download failed"
     assert event["contexts"]["trace"]["trace_id"] == sentry_ingest.transactions[0]["contexts"]["trace"]["trace_id"]
     [failed_line] = [line for line in _log_lines(result.stdout) if line["event"] == "image_fetch.failed"]
     assert failed_line["sentry_id"] == event["event_id"]
