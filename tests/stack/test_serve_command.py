@@ -1,4 +1,4 @@
-"""bin/serve's runner (python -m deploy.local_stack): serves through nginx and stops everything on SIGTERM."""
+"""bin/serve's runner (python -m deploy.serve): serves through nginx and stops everything on SIGTERM."""
 
 import re
 import signal
@@ -28,7 +28,7 @@ def test_runner_serves_through_nginx_then_sigterm_stops_nginx_gunicorn_and_stora
     with stack_database("serve") as database_url:
         # Not bin/serve itself: its bin/setup-dev step ends stray system nginx processes.
         process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.local_stack", "--port", str(port), "--run-dir", str(tmp_path / "run")],
+            [sys.executable, "-m", "deploy.serve", "--port", str(port), "--run-dir", str(tmp_path / "run")],
             cwd=PROJECT_ROOT, env=clean_environment() | {"DATABASE_URL": database_url},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
