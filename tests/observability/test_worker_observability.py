@@ -47,15 +47,25 @@ def worker(tmp_path, sentry_ingest):
         )
     previous = {key: celery_app.conf[key] for key in ("broker_url", "task_always_eager", "task_default_queue")}
     celery_app.conf.update(broker_url=BROKER_URL, task_always_eager=False, task_default_queue=queue)
+    _forget_broker_connections()
     try:
         yield output
     finally:
         celery_app.conf.update(previous)
+        _forget_broker_connections()
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _forget_broker_connections():
+    """The app caches its connection pool: without this, a new broker_url would go unused."""
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 def _wait_until_finished(broadcast, timeout=60):
