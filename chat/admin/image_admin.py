@@ -3,8 +3,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from chat.admin.image_preview import image_state_html, stored_image_tag
-from chat.models import Image, ImageStatus
-from chat.services.broadcasts import BroadcastError, broadcast_images_to_all_chats
+from chat.models import BroadcastStatus, Image, ImageStatus
+from chat.services.broadcasts import BroadcastError, broadcast_send
 
 SEND_ACTION_LABEL = "Send selected images as messages to all chats"
 
@@ -51,11 +51,21 @@ class ImageAdmin(admin.ModelAdmin):
     @admin.action(description=SEND_ACTION_LABEL, permissions=["broadcast"])
     def send_to_all_chats(self, request, queryset):
         try:
-            broadcast = broadcast_images_to_all_chats(
-                image_ids=queryset.values_list("pk", flat=True), sent_by=request.user
-            )
+            broadcast = broadcast_send(image_ids=queryset.values_list("pk", flat=True), sent_by=request.user)
         except BroadcastError as error:
             self.message_user(request, str(error), level=messages.ERROR)
+            return
+        if broadcast.status == BroadcastStatus.QUEUED:
+            self.message_user(
+                request,
+                format_html(
+                    'Broadcast #{} of {} images is queued for the worker; its counts appear under <a href="{}">Broadcasts</a>.',
+                    broadcast.pk,
+                    broadcast.image_count,
+                    reverse("admin:chat_broadcast_change", args=[broadcast.pk]),
+                ),
+                level=messages.INFO,
+            )
             return
         self.message_user(
             request,

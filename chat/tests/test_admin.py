@@ -135,3 +135,17 @@ def test_message_changelist_searches_by_username_and_filters_by_image(staff_clie
     assert len(re.findall(r'name="_selected_action"', by_user)) == 2
     by_image = staff_client.get(url, {"image__id__exact": first.pk}).content.decode()
     assert len(re.findall(r'name="_selected_action"', by_image)) == 2 and "harbour" not in by_image
+
+
+def test_a_send_over_the_queue_threshold_says_it_is_queued(staff_client, settings, make_user, make_image):
+    # A broker URL that is never contacted: the task is published on commit, after this test's transaction.
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
+    settings.BROADCAST_QUEUE_FROM_MESSAGES = 2
+    make_user()
+    image = make_image()
+    response = staff_client.post(
+        reverse("admin:chat_image_changelist"), {"action": "send_to_all_chats", "_selected_action": [image.pk]}, follow=True
+    )
+    broadcast = Broadcast.objects.get()
+    assert f"Broadcast #{broadcast.pk} of 1 images is queued for the worker" in response.content.decode()
+    assert broadcast.status == "queued" and not Message.objects.exists()
