@@ -24,7 +24,7 @@ PHOTO_FAULTS = {
     "missing",  # 404
     "oversized",  # a body of `size` bytes, announced in Content-Length
     "oversized-chunked",  # the same body, chunked: no Content-Length
-    "bomb",  # a small PNG whose header claims a huge pixel count
+    "bomb",  # a small PNG of `width` x `height` pixels (default 12000 x 12000)
     "redirect",  # 302 to the same image on this server
     "redirect-to",  # 302 to `location`
     "server-error",  # `status` for the first `times` requests, then the image
@@ -95,7 +95,7 @@ class PhotoApiServer:
         # When true, total_photos changes from one call to the next (as the real API's may).
         self.drifting_total = False
         self._image = jpeg_bytes(target_size=image_size)
-        self._bomb: bytes | None = None
+        self._bombs: dict[tuple[int, int], bytes] = {}
         self._photo_faults: dict[int, dict] = {}
         self._page_faults: dict[int, dict] = {}
         self._lock = threading.Lock()
@@ -218,11 +218,11 @@ class PhotoApiServer:
         photo.update(self.photo_overrides.get(photo_id, {}))
         return photo
 
-    def _bomb_bytes(self) -> bytes:
+    def _bomb_bytes(self, width: int, height: int) -> bytes:
         with self._lock:
-            if self._bomb is None:
-                self._bomb = bomb_png()
-            return self._bomb
+            if (width, height) not in self._bombs:
+                self._bombs[width, height] = bomb_png(width=width, height=height)
+            return self._bombs[width, height]
 
 
 def _make_handler(server: PhotoApiServer):
@@ -282,7 +282,7 @@ def _make_handler(server: PhotoApiServer):
             if kind == "server-error":
                 return self._send(fault.get("status", 503), b"<html>try again</html>", "text/html")
             if kind == "bomb":
-                return self._send(200, server._bomb_bytes(), "image/png")
+                return self._send(200, server._bomb_bytes(fault.get("width", 12_000), fault.get("height", 12_000)), "image/png")
             if kind == "redirect":
                 return self._redirect(f"{server.image_url(photo_id)}?redirected=1")
             if kind == "redirect-to":

@@ -27,7 +27,6 @@ class PhotoOutcome:
     """What happened to one photo: stored (key set) or failed (error set)."""
 
     photo: Photo
-    image_id: int
     ms: int
     key: str = ""
     content_type: str = ""
@@ -50,9 +49,7 @@ def image_storage_key(*, photo_id: int, source_url: str, extension: str) -> str:
     return f"images/{photo_id}-{url_hash}.{extension}"
 
 
-def image_store_one(
-    *, photo: Photo, image_id: int, session: requests.Session, storage: Storage, limits: DownloadLimits
-) -> PhotoOutcome:
+def image_store_one(*, photo: Photo, session: requests.Session, storage: Storage, limits: DownloadLimits) -> PhotoOutcome:
     """Download and store one photo; a bad photo is an outcome, an unusable storage raises StorageUnavailable."""
     started = time.monotonic()
     try:
@@ -65,9 +62,7 @@ def image_store_one(
                 deadline_seconds=limits.deadline_seconds,
             )
     except ImageDownloadError as error:
-        return PhotoOutcome(
-            photo=photo, image_id=image_id, ms=_ms_since(started), error=str(error), error_kind=failure_kind(error)
-        )
+        return PhotoOutcome(photo=photo, ms=_ms_since(started), error=str(error), error_kind=failure_kind(error))
     try:
         key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
         with sentry_sdk.start_span(op="storage.upload", name=key):
@@ -76,7 +71,6 @@ def image_store_one(
         downloaded.close()
     return PhotoOutcome(
         photo=photo,
-        image_id=image_id,
         ms=_ms_since(started),
         key=key,
         content_type=downloaded.content_type,

@@ -25,8 +25,9 @@ def storage_check(*, storage: Storage | None = None) -> None:
     storage = storage or default_storage
     if not isinstance(storage, S3Storage):
         return
+    client = getattr(storage, "shared_client", None) or storage.connection.meta.client
     try:
-        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+        client.head_bucket(Bucket=storage.bucket_name)
     except (BotoCoreError, ClientError) as error:
         raise StorageUnavailable(f"{storage_describe(storage=storage)} is not usable: {_reason(error)}") from error
 

@@ -56,8 +56,8 @@ def test_an_oversized_body_without_content_length_is_cut_off_while_streaming(pho
 
 
 def test_a_decompression_bomb_raises_instead_of_warning(photo_api):
-    photo_api.set_photo_fault(3, "bomb")  # a few KB of PNG claiming 12000 x 12000 pixels
-    with pytest.raises(DecompressionBomb, match="144000000 pixels exceeds 50000000"):
+    photo_api.set_photo_fault(3, "bomb", width=8000, height=8000)  # a few KB of PNG, 64 M pixels
+    with pytest.raises(DecompressionBomb, match="8000x8000 = 64000000 pixels exceeds 50000000"):
         download(photo_api.image_url(3))
 
 
@@ -159,3 +159,10 @@ def test_the_ip_filter_refuses_private_link_local_and_reserved_addresses(host):
 
 def test_the_ip_filter_lets_a_public_address_through():
     assert filter_host("93.184.216.34", 80, allow_loopback=False) == "93.184.216.34"
+
+
+def test_pillows_own_bomb_limit_is_an_error_not_a_warning_even_above_our_cap(photo_api):
+    photo_api.set_photo_fault(3, "bomb")  # 144 M pixels: above Pillow's 89 M warning threshold
+    session = outbound_session(OutboundPolicy(allow_private_networks=True))
+    with pytest.raises(DecompressionBomb, match="could be decompression bomb"):
+        image_download(session=session, url=photo_api.image_url(3), max_bytes=200_000, max_pixels=10**9)
