@@ -1,20 +1,13 @@
 """A queued broadcast run by a real Celery worker (Redis broker): JSON lines that keep the request id, and Sentry."""
 
-import os
-import subprocess
-import sys
-import time
-
 import pytest
 import structlog
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from chat.models import Broadcast, BroadcastStatus, Image
 from chat.services.broadcasts import broadcast_create
 from chat.tasks import broadcast_run_task
-from chat.tests.subprocess_helpers import PROJECT_ROOT
-from pru_app.celery import app as celery_app
+from chat.tests.celery_worker import running_celery_worker, wait_until_broadcast_finished
 
 from .conftest import parse_json_lines
 
@@ -26,56 +19,10 @@ REQUEST_ID = "0af7651916cd43dd8448eb211c80319c"
 
 @pytest.fixture
 def worker(tmp_path, sentry_ingest):
-    """`celery --quiet worker` as deploy/compose/worker/start runs it, on its own queue; yields its output file."""
-    queue = f"pru-observability-{os.getpid()}"
-    settings = connection.settings_dict
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_", "SENTRY_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="pru_app.settings",
-        DJANGO_SECRET_KEY="observability-tests-only-" + "x" * 40,
-        DATABASE_URL=f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}",
-        CELERY_BROKER_URL=BROKER_URL,
-        LOG_FORMAT="json",
-        SENTRY_DSN=sentry_ingest.dsn,
-    )
+    """A real worker on its own queue; yields its output file."""
     output = tmp_path / "worker.log"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app", "pru_app", "--quiet", "worker", "--pool", "solo", "-Q", queue,
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )
-    previous = {key: celery_app.conf[key] for key in ("broker_url", "task_always_eager", "task_default_queue")}
-    celery_app.conf.update(broker_url=BROKER_URL, task_always_eager=False, task_default_queue=queue)
-    _forget_broker_connections()
-    try:
+    with running_celery_worker(broker_url=BROKER_URL, output_path=output, env_overrides={"SENTRY_DSN": sentry_ingest.dsn}):
         yield output
-    finally:
-        celery_app.conf.update(previous)
-        _forget_broker_connections()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _forget_broker_connections():
-    """The app caches its connection pool: without this, a new broker_url would go unused."""
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
-def _wait_until_finished(broadcast, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        broadcast.refresh_from_db()
-        if broadcast.status in (BroadcastStatus.SUCCEEDED, BroadcastStatus.FAILED):
-            return broadcast
-        time.sleep(0.2)
-    raise AssertionError(f"broadcast still {broadcast.status} after {timeout}s")
 
 
 def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_queued_it(worker, sentry_ingest):
@@ -87,7 +34,7 @@ def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_que
     # As the admin request that queues it would: django-structlog carries its context to the worker.
     with structlog.contextvars.bound_contextvars(request_id=REQUEST_ID):
         broadcast_run_task.delay(broadcast.pk)
-    assert _wait_until_finished(broadcast).status == BroadcastStatus.SUCCEEDED
+    assert wait_until_broadcast_finished(broadcast).status == BroadcastStatus.SUCCEEDED
     assert sentry_ingest.wait_for(lambda server: server.transactions, timeout=15)
 
     lines = parse_json_lines(worker.read_text())
