@@ -105,11 +105,12 @@ def image_fetch_all(
     storage: Storage | None = None,
     on_photo: Callable[[str], None] | None = None,
     on_page: Callable[[PageReport], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ImageFetchSummary:
     """Store a copy of every listed photo that is not stored yet (all of them with refresh).
 
     on_photo(kind) is called from worker threads as each photo finishes; on_page(report)
-    after each page's rows are written. Raises PhotoSourceError or StorageUnavailable
+    after each page's rows are written; on_total(n) once, with the API's own count (a hint). Raises PhotoSourceError or StorageUnavailable
     when the run cannot go on; the pages finished before stay written.
     """
     api_url = api_url or settings.IMAGE_API_URL
@@ -123,6 +124,7 @@ def image_fetch_all(
         refresh=refresh,
         on_photo=on_photo or (lambda kind: None),
         on_page=on_page or (lambda report: None),
+        on_total=on_total or (lambda total: None),
     )
     logger.info(
         "image_fetch.started", source=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh
@@ -155,6 +157,7 @@ class _Run:
     refresh: bool
     on_photo: Callable[[str], None]
     on_page: Callable[[PageReport], None]
+    on_total: Callable[[int], None]
     session: object = None
     executor: ThreadPoolExecutor | None = None
     clock: float = field(default_factory=time.monotonic)
@@ -187,6 +190,8 @@ class _Run:
     def start_page(self, page: PhotoPage) -> _PageBatch:
         """Look the page's photos up (one query) and queue the downloads of those not stored yet."""
         summary = self.summary
+        if summary.pages == 0 and page.total_photos is not None:
+            self.on_total(page.total_photos)
         summary.pages += 1
         summary.seen += page.entry_count
         report = PageReport(offset=page.offset, listed=page.entry_count)

@@ -200,3 +200,39 @@ def test_ensure_bucket_on_the_file_system_has_nothing_to_create(settings, tmp_pa
     out = io.StringIO()
     call_command("ensure_bucket", stdout=out)
     assert f"No bucket to create: files go to the file system at {tmp_path}" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_terminal_a_progress_bar_replaces_the_page_lines(photo_api, s3_storage, s3_server):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a real terminal's size
+    try:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "fetch_images", "--page-size", "10"],
+            cwd=PROJECT_ROOT, env=child_env(s3_server, s3_storage.bucket_name, photo_api.url),
+            stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=60,
+        )
+        os.close(secondary)
+        secondary = None
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child's end is closed and drained
+                break
+            if not chunk:
+                break
+            terminal += chunk
+    finally:
+        if secondary is not None:
+            os.close(secondary)
+        os.close(primary)
+    assert result.returncode == 0
+    bar = terminal.decode(errors="replace")
+    assert "100%|" in bar and "30/30 [" in bar and "photo/s]" in bar
+    assert "page at offset" not in result.stdout and "newly stored:   30" in result.stdout

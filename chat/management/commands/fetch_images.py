@@ -61,7 +61,7 @@ class Command(BaseCommand):
             with fetch_images_job() as job:
                 summary = image_fetch_all(
                     api_url=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh,
-                    on_photo=progress.photo, on_page=progress.page,
+                    on_photo=progress.photo, on_page=progress.page, on_total=progress.total,
                 )
                 for key, value in summary.as_log_fields().items():
                     job.set_data(key, value)
@@ -108,6 +108,13 @@ class _Progress:
         if self.bar is not None:
             with self.lock:
                 self.bar.update(1)
+
+    def total(self, total_photos):
+        # The API's count is a hint (it may change during the run); --limit, when given, wins.
+        if self.bar is not None and self.bar.total is None:
+            with self.lock:
+                self.bar.total = total_photos
+                self.bar.refresh()
 
     def page(self, report):
         if self.bar is not None:
