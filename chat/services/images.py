@@ -3,7 +3,7 @@
 import contextvars
 import sys
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,14 +18,13 @@ from django.utils import timezone
 from chat.models import Image, ImageStatus
 from chat.outbound_http import OutboundPolicy, outbound_session
 from chat.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
+from chat.services.image_fetch_reports import ImageFetchSummary, PageReport
 from chat.services.image_storing import DownloadLimits, PhotoOutcome, image_store_one
 from chat.services.storage import storage_check
 
 logger = structlog.get_logger(__name__)
 
 DEFAULT_PAGE_SIZE = 100
-# Failures kept with their details in the summary; the count stays exact beyond it.
-MAX_REPORTED_FAILURES = 50
 # Pages whose downloads may be under way at once: the next page's photos are
 # queued while the previous page finishes, and memory stays at about two pages.
 PAGES_IN_FLIGHT = 2
@@ -43,58 +42,6 @@ class PhotoSourceError(ImageIngestionError):
     """A page of the photo API could not be read."""
 
 
-@dataclass(frozen=True)
-class FailedPhoto:
-    source_url: str | None
-    photo_id: int | None
-    reason: str
-
-
-@dataclass
-class PageReport:
-    """What one page gave, for progress lines."""
-
-    offset: int
-    listed: int
-    stored: int = 0
-    already_stored: int = 0
-    duplicates: int = 0
-    failed: int = 0
-
-
-@dataclass
-class ImageFetchSummary:
-    source: str
-    pages: int = 0
-    seen: int = 0
-    stored: int = 0
-    already_stored: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    failure_kinds: Counter = field(default_factory=Counter)
-    failures: list[FailedPhoto] = field(default_factory=list)
-
-    @property
-    def photos_per_second(self) -> float:
-        return self.seen / self.seconds if self.seconds else 0.0
-
-    def add_failure(self, *, source_url, photo_id, reason, kind) -> None:
-        self.failed += 1
-        self.failure_kinds[kind] += 1
-        if len(self.failures) < MAX_REPORTED_FAILURES:
-            self.failures.append(FailedPhoto(source_url=source_url, photo_id=photo_id, reason=reason))
-
-    def as_log_fields(self) -> dict:
-        return {
-            "pages": self.pages, "seen": self.seen, "stored": self.stored, "already_stored": self.already_stored,
-            "duplicates": self.duplicates, "failed": self.failed, "failure_kinds": dict(self.failure_kinds),
-            "bytes": self.bytes, "seconds": round(self.seconds, 3),
-            "photos_per_second": round(self.photos_per_second, 1),
-        }
-
-
 def image_fetch_all(
     *,
     api_url: str | None = None,
@@ -109,9 +56,10 @@ def image_fetch_all(
 ) -> ImageFetchSummary:
     """Store a copy of every listed photo that is not stored yet (all of them with refresh).
 
-    on_photo(kind) is called from worker threads as each photo finishes; on_page(report)
-    after each page's rows are written; on_total(n) once, with the API's own count (a hint). Raises PhotoSourceError or StorageUnavailable
-    when the run cannot go on; the pages finished before stay written.
+    on_photo(kind) is called from worker threads as each photo finishes, on_page(report)
+    after each page's rows are written, on_total(n) once with the API's own count (a hint).
+    Raises PhotoSourceError or StorageUnavailable when the run cannot go on; the pages
+    finished before stay written.
     """
     api_url = api_url or settings.IMAGE_API_URL
     workers = workers or settings.IMAGE_FETCH_WORKERS
