@@ -179,13 +179,13 @@ if IMAGE_SERVE_MODE not in ("x-accel", "stream", "presigned"):
 BROADCAST_CHAT_BATCH_SIZE = env.int("BROADCAST_CHAT_BATCH_SIZE", default=5_000)
 # Database connections a broadcast inserts on in parallel (one per database core is plenty).
 BROADCAST_WORKERS = env.int("BROADCAST_WORKERS", default=2)
+# With a Celery broker, broadcasts of at least this many messages go to a worker (0: never).
+BROADCAST_QUEUE_FROM_MESSAGES = env.int("BROADCAST_QUEUE_FROM_MESSAGES", default=2_000_000)
 
 # Celery (Redis broker). Tasks run in-process when no broker is configured.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-# With a Celery broker, broadcasts of at least this many messages go to a worker (0: never).
-BROADCAST_QUEUE_FROM_MESSAGES = env.int("BROADCAST_QUEUE_FROM_MESSAGES", default=2_000_000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
