@@ -59,6 +59,8 @@ def check_url(url: object) -> str:
     """The URL if it is an http(s) URL with a host; UnsafeURL otherwise."""
     if not isinstance(url, str):
         raise UnsafeURL(f"URL is not a string: {type(url).__name__}")
+    if any(character <= " " or character == "\x7f" for character in url):
+        raise UnsafeURL("URL contains spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a malformed port

@@ -1,5 +1,6 @@
 """HTTP client for the photo API: pages of photos, validated at the edge. No database, no storage."""
 
+import json
 from dataclasses import dataclass, field
 
 import requests
@@ -9,6 +10,10 @@ from chat.outbound_http import AddressRefused, UnsafeURL, check_url
 MAX_URL_LENGTH = 2048
 MAX_TITLE_LENGTH = 500
 MAX_PAGE_SIZE = 1000
+# A page of 1000 photos is ~300 KB; anything near this is not a page.
+MAX_PAGE_BYTES = 10 * 1024 * 1024
+# The columns are PostgreSQL bigints: a larger JSON number must not reach the INSERT.
+MAX_BIGINT = 2**63 - 1
 
 
 class PhotoApiError(Exception):
@@ -71,19 +76,33 @@ class PhotoApiClient:
 
     def _get_json(self, url: str, *, params: dict) -> object:
         try:
-            response = self.session.get(url, params=params, headers={"Accept": "application/json"})
+            response = self.session.get(url, params=params, headers={"Accept": "application/json"}, stream=True)
+            with response:
+                if response.status_code != 200:
+                    raise PhotoApiUnavailable(f"HTTP {response.status_code} from {response.url}")
+                body = _read_at_most(response, MAX_PAGE_BYTES)
         except AddressRefused as error:
             raise PhotoApiUnavailable(f"refused to connect to a private address ({error}) for {url}") from error
         except requests.RequestException as error:
             raise PhotoApiUnavailable(f"{type(error).__name__} for {url}: {error}") from error
-        with response:
-            if response.status_code != 200:
-                raise PhotoApiUnavailable(f"HTTP {response.status_code} from {response.url}")
-            try:
-                return response.json()
-            except ValueError as error:
-                snippet = response.text[:80].replace("\n", " ")
-                raise PhotoApiBadResponse(f"not JSON from {response.url}: {snippet!r}") from error
+        if body is None:
+            raise PhotoApiBadResponse(f"page from {response.url} is larger than {MAX_PAGE_BYTES} bytes")
+        try:
+            return json.loads(body)
+        except ValueError as error:
+            snippet = body[:80].decode(errors="replace").replace("\n", " ")
+            raise PhotoApiBadResponse(f"not JSON from {response.url}: {snippet!r}") from error
+
+
+def _read_at_most(response: requests.Response, limit: int) -> bytes | None:
+    """The body, or None past limit bytes: a hostile API must not fill our memory with one page."""
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_page(body: object, *, offset: int, limit: int) -> PhotoPage:
@@ -111,8 +130,8 @@ def parse_photo(entry: object) -> Photo:
     if not isinstance(entry, dict):
         raise ValueError(f"entry is a {type(entry).__name__}, not an object")
     photo_id = entry.get("id")
-    if not _is_int(photo_id) or photo_id < 0:
-        raise ValueError(f"invalid id {photo_id!r}")
+    if not _is_int(photo_id) or not 0 <= photo_id <= MAX_BIGINT:
+        raise ValueError(f"invalid id {photo_id!r:.40}")
     url = entry.get("url")
     try:
         check_url(url)
@@ -126,7 +145,7 @@ def parse_photo(entry: object) -> Photo:
         url=url,
         title=_text(entry.get("title"))[:MAX_TITLE_LENGTH],
         description=_text(entry.get("description")),
-        user_id=user if _is_int(user) else None,
+        user_id=user if _is_int(user) and abs(user) <= MAX_BIGINT else None,
     )
 
 

@@ -50,6 +50,17 @@ def test_entries_without_a_usable_id_or_url_are_rejected_with_a_reason_and_the_r
     assert page.entry_count == 6
 
 
+def test_ids_too_large_for_the_database_and_urls_with_control_characters_are_rejected(photo_api):
+    photo_api.photo_overrides[1] = {"id": 2**64}
+    photo_api.photo_overrides[2] = {"url": "http://photos.example/a\x00b.jpeg"}
+    photo_api.photo_overrides[3] = {"url": "http://photos.example/a b.jpeg"}
+    photo_api.photo_overrides[4] = {"user": -(2**70)}
+    page = client_for(photo_api).page(offset=0, limit=4)
+    assert [photo.photo_id for photo in page.photos] == [4] and page.photos[0].user_id is None
+    assert "invalid id" in page.rejected[0].reason
+    assert all("spaces or control characters" in entry.reason for entry in page.rejected[1:])
+
+
 def test_a_page_of_garbage_is_a_bad_response_naming_what_came_back(photo_api):
     photo_api.set_page_fault(0, "garbage")
     with pytest.raises(PhotoApiBadResponse, match="not JSON .*Gateway says hi"):
@@ -107,3 +118,12 @@ def test_nothing_listens_means_unavailable_not_a_crash():
     client = PhotoApiClient(list_url=f"http://127.0.0.1:{free_port()}/v1/sample-data/photos", session=session)
     with pytest.raises(PhotoApiUnavailable, match="ConnectionError"):
         client.page(offset=0, limit=1)
+
+
+def test_a_page_larger_than_the_limit_is_refused_without_reading_it_all(photo_api, monkeypatch):
+    import chat.photo_api
+
+    monkeypatch.setattr(chat.photo_api, "MAX_PAGE_BYTES", 2_000)
+    with pytest.raises(PhotoApiBadResponse, match="larger than 2000 bytes"):
+        client_for(photo_api).page(offset=0, limit=30)
+    assert len(client_for(photo_api).page(offset=0, limit=2).photos) == 2
