@@ -18,8 +18,9 @@ class EstimatedCountPaginator(Paginator):
             estimate = _estimated_row_count(queryset)
             if estimate is not None and estimate >= COUNT_CAP:
                 return estimate
-        # LIMIT inside the count: the database stops scanning at the cap.
-        return queryset.order_by()[:COUNT_CAP].count()
+        # LIMIT inside the count: the database stops scanning at the cap. values("pk")
+        # drops annotations (a per-row subquery must not run for every counted row).
+        return queryset.order_by().values("pk")[:COUNT_CAP].count()
 
 
 def _estimated_row_count(queryset) -> int | None:

@@ -149,3 +149,13 @@ def test_a_send_over_the_queue_threshold_says_it_is_queued(staff_client, setting
     broadcast = Broadcast.objects.get()
     assert f"Broadcast #{broadcast.pk} of 1 images is queued for the worker" in response.content.decode()
     assert broadcast.status == "queued" and not Message.objects.exists()
+
+
+def test_message_search_by_text_finds_messages_of_every_user(staff_client, make_user, make_image):
+    alice, bob = make_user(username="alice"), make_user(username="bob")
+    sunset = make_image(description="red sunset over the bay")
+    for chat in (alice.chat, bob.chat):
+        Message.objects.create(chat=chat, image=sunset, text=sunset.description)
+        Message.objects.create(chat=chat, text="something else")
+    page = staff_client.get(reverse("admin:chat_message_changelist"), {"q": "sunset"}).content.decode()
+    assert len(re.findall(r'name="_selected_action"', page)) == 2
