@@ -1,6 +1,7 @@
 """moto's standalone S3 server in a child process, on a loopback port."""
 
 import argparse
+import signal
 import socket
 import subprocess
 import sys
@@ -135,6 +136,8 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--bucket", action="append", default=[], help="create this bucket at start (repeatable)")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the moto child is stopped too instead of orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     with S3Server(host=args.host, port=args.port) as server:
         for bucket in args.bucket:
             server.create_bucket(bucket)
