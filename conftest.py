@@ -3,10 +3,10 @@
 import uuid
 
 import pytest
-from botocore.config import Config as BotoConfig
 
 from devservers.photo_api import PhotoApiServer
 from devservers.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from pru_app.storage_setup import s3_storage_options as build_s3_storage_options
 
 
 @pytest.fixture(scope="session")
@@ -18,29 +18,16 @@ def s3_server():
 
 def s3_storage_options(*, endpoint_url: str, bucket_name: str) -> dict:
     """django-storages S3 options as pru_app.settings builds them, for a given endpoint and bucket."""
-    return {
-        "bucket_name": bucket_name,
-        "endpoint_url": endpoint_url,
-        "access_key": ACCESS_KEY,
-        "secret_key": SECRET_KEY,
-        "region_name": REGION,
-        "addressing_style": "path",
-        "signature_version": "s3v4",
-        "default_acl": None,
-        "querystring_auth": True,
-        "querystring_expire": 300,
-        "file_overwrite": True,
-        "client_config": BotoConfig(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            connect_timeout=2,
-            read_timeout=10,
-            retries={"max_attempts": 2, "mode": "standard"},
-            max_pool_connections=32,
-        ),
-    }
+    return build_s3_storage_options(
+        bucket_name=bucket_name,
+        endpoint_url=endpoint_url,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        region_name=REGION,
+        connect_timeout=2,
+        read_timeout=10,
+        max_attempts=2,
+    )
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import environ
-from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 
 from pru_app.logging_setup import build_logging_config, configure_structlog
 from pru_app.sentry_setup import init_sentry
+from pru_app.storage_setup import s3_storage_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -117,34 +117,18 @@ if USE_S3_STORAGE:
     DEFAULT_STORAGE = {
         # django-storages' S3Storage plus per-object metadata and one shared boto3 session.
         "BACKEND": "chat.storage.S3ImageStorage",
-        "OPTIONS": {
-            "bucket_name": AWS_STORAGE_BUCKET_NAME,
-            "endpoint_url": AWS_S3_ENDPOINT_URL,
-            "access_key": AWS_ACCESS_KEY_ID,
-            "secret_key": AWS_SECRET_ACCESS_KEY,
-            "region_name": AWS_S3_REGION_NAME,
-            "addressing_style": "path",
-            "signature_version": "s3v4",
-            "default_acl": None,
-            "querystring_auth": True,
-            "querystring_expire": AWS_QUERYSTRING_EXPIRE,
-            # Deterministic keys: a re-run overwrites its own object instead of
-            # leaving a second copy with a random suffix.
-            "file_overwrite": True,
-            # Newer boto3 defaults break several S3-compatible stores (django-storages #1482).
-            # With a client_config, django-storages ignores its addressing_style and
-            # signature_version options: they must be set here (else SigV2 presigned URLs).
-            "client_config": BotoConfig(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                connect_timeout=env.int("AWS_S3_CONNECT_TIMEOUT", default=5),
-                read_timeout=env.int("AWS_S3_READ_TIMEOUT", default=30),
-                retries={"max_attempts": env.int("AWS_S3_MAX_ATTEMPTS", default=3), "mode": "standard"},
-                max_pool_connections=env.int("AWS_S3_MAX_POOL_CONNECTIONS", default=32),
-            ),
-        },
+        "OPTIONS": s3_storage_options(
+            bucket_name=AWS_STORAGE_BUCKET_NAME,
+            endpoint_url=AWS_S3_ENDPOINT_URL,
+            access_key=AWS_ACCESS_KEY_ID,
+            secret_key=AWS_SECRET_ACCESS_KEY,
+            region_name=AWS_S3_REGION_NAME,
+            querystring_expire=AWS_QUERYSTRING_EXPIRE,
+            connect_timeout=env.int("AWS_S3_CONNECT_TIMEOUT", default=5),
+            read_timeout=env.int("AWS_S3_READ_TIMEOUT", default=30),
+            max_attempts=env.int("AWS_S3_MAX_ATTEMPTS", default=3),
+            max_pool_connections=env.int("AWS_S3_MAX_POOL_CONNECTIONS", default=32),
+        ),
     }
 else:
     # Overwrite, like file_overwrite above: deterministic keys, never a second copy.
