@@ -1,5 +1,7 @@
 """A queued broadcast run by a real Celery worker (Redis broker): JSON lines that keep the request id, and Sentry."""
 
+import time
+
 import pytest
 import structlog
 from django.contrib.auth import get_user_model
@@ -37,7 +39,8 @@ def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_que
     assert wait_until_broadcast_finished(broadcast).status == BroadcastStatus.SUCCEEDED
     assert sentry_ingest.wait_for(lambda server: server.transactions, timeout=15)
 
-    lines = parse_json_lines(worker.read_text())
+    # The worker logs task_succeeded after the task has returned (and the row was saved): wait for it.
+    lines = _wait_for_worker_line(worker, "task_succeeded")
     by_event = {line["event"]: line for line in lines}
     started, finished = by_event["task_started"], by_event["broadcast.finished"]
     assert started["task"] == "chat.tasks.broadcast_run_task" and started["request_id"] == REQUEST_ID
@@ -48,3 +51,14 @@ def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_que
     broadcasts = [item for item in sentry_ingest.transactions if item["transaction"] == "broadcast"]
     assert [item["contexts"]["trace"]["data"]["created"] for item in broadcasts] == [2]
     assert Broadcast.objects.get(pk=broadcast.pk).created_count == 2
+
+
+def _wait_for_worker_line(output, event, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        text = output.read_text()
+        # Only whole lines: the worker may be half-way through writing the next one.
+        lines = parse_json_lines(text[: text.rfind("\n") + 1])
+        if any(line["event"] == event for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
