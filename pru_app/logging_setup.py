@@ -69,8 +69,8 @@ def _formatter(log_format: str) -> dict:
     }
 
 
-def build_logging_config(*, log_format: str, level: str) -> dict:
-    """The stdlib LOGGING dict: every record, structlog's or not, goes through one formatter to stdout."""
+def _stdout_logging_config(*, log_format: str, level: str, loggers: dict) -> dict:
+    """One formatter, one stdout handler (and a discarding one), the root at level, and these loggers."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -81,7 +81,16 @@ def build_logging_config(*, log_format: str, level: str) -> dict:
             "discard": {"class": "logging.NullHandler"},
         },
         "root": {"handlers": ["stdout"], "level": level},
-        "loggers": {
+        "loggers": loggers,
+    }
+
+
+def build_logging_config(*, log_format: str, level: str) -> dict:
+    """The stdlib LOGGING dict: every record, structlog's or not, goes through one formatter to stdout."""
+    return _stdout_logging_config(
+        log_format=log_format,
+        level=level,
+        loggers={
             # django-structlog logs each request (request_failed with the traceback); Django's own
             # request logger would repeat it as "Internal Server Error: /path".
             "django.request": {"handlers": ["discard"], "level": "ERROR", "propagate": False},
@@ -91,7 +100,7 @@ def build_logging_config(*, log_format: str, level: str) -> dict:
             "s3transfer": {"level": "WARNING"},
             "urllib3": {"level": "WARNING"},
         },
-    }
+    )
 
 
 def gunicorn_logconfig_dict(*, access_log: bool = True, log_format: str | None = None, level: str | None = None) -> dict:
@@ -99,20 +108,15 @@ def gunicorn_logconfig_dict(*, access_log: bool = True, log_format: str | None =
     log_format = log_format or os.environ.get("LOG_FORMAT", "json")
     level = level or os.environ.get("LOG_LEVEL", "INFO")
     access = {"handlers": ["stdout"], "level": "INFO"} if access_log else {"handlers": [], "level": "CRITICAL"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"structured": _formatter(log_format)},
-        "handlers": {
-            "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "structured"},
-        },
-        "root": {"handlers": ["stdout"], "level": level},
-        "loggers": {
+    return _stdout_logging_config(
+        log_format=log_format,
+        level=level,
+        loggers={
             "gunicorn.error": {"handlers": ["stdout"], "level": level, "propagate": False},
             # A logconfig_dict switches Gunicorn's access log on; nginx and Django log each request already.
             "gunicorn.access": {**access, "propagate": False},
         },
-    }
+    )
 
 
 def configure_structlog(*, log_format: str) -> None:
