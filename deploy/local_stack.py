@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from deploy.nginx_config import write_config
+from devservers.s3 import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = PROJECT_ROOT / "deploy" / "compose"
@@ -44,14 +45,6 @@ LOOPBACK_DEFAULTS = {
 
 class StackError(RuntimeError):
     """A part of the local stack did not start or did not become ready."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class LocalStack:
