@@ -1,7 +1,8 @@
 """Reads that go beyond a one-line queryset."""
 
-from django.core.files.storage import default_storage
 from django.db import connection
+
+from chat.services.storage import storage_check
 
 
 def readiness_failures() -> dict[str, str]:
@@ -14,8 +15,8 @@ def readiness_failures() -> dict[str, str]:
     except Exception as error:  # any failure means not ready; the reason is reported
         failures["database"] = type(error).__name__
     try:
-        # A cheap HEAD-like call: listing nothing still needs the bucket and credentials.
-        default_storage.exists("readyz-probe")
+        storage_check()
     except Exception as error:
-        failures["storage"] = type(error).__name__
+        # The underlying cause (EndpointConnectionError, NoSuchBucket…) names what to fix.
+        failures["storage"] = type(error.__cause__ or error).__name__
     return failures
