@@ -97,14 +97,11 @@ def broadcast_run(*, broadcast: Broadcast, batch_size: int | None = None, worker
     return broadcast
 
 
-def broadcast_images_to_all_chats(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
-    """Send each image as a message to every chat, skipping pairs that already have one."""
-    broadcast = broadcast_create(image_ids=image_ids, sent_by=sent_by)
-    return broadcast_run(broadcast=broadcast)
-
-
 def broadcast_send(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
-    """Broadcast now, or queue it for a Celery worker when it is too large for a web request."""
+    """Send each image as a message to every chat, skipping pairs that already have one.
+
+    Now, or queued for a Celery worker when it is too large for a web request.
+    """
     broadcast = broadcast_create(image_ids=image_ids, sent_by=sent_by)
     threshold = settings.BROADCAST_QUEUE_FROM_MESSAGES
     if not (settings.CELERY_BROKER_URL and threshold):

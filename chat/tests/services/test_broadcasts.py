@@ -7,7 +7,7 @@ from chat.models import Broadcast, BroadcastStatus, Message
 from chat.services.broadcasts import (
     NoImagesSelected,
     broadcast_create,
-    broadcast_images_to_all_chats,
+    broadcast_send,
     broadcast_run,
 )
 
@@ -26,7 +26,7 @@ def _pairs():
 @pytest.mark.django_db
 def test_two_chats_and_two_images_make_four_messages_with_the_image_descriptions(two_chats_two_images):
     chats, images = two_chats_two_images
-    broadcast = broadcast_images_to_all_chats(image_ids=[image.pk for image in images])
+    broadcast = broadcast_send(image_ids=[image.pk for image in images])
     assert (broadcast.created_count, broadcast.skipped_count, broadcast.chat_count) == (4, 0, 2)
     assert _pairs() == sorted((chat.pk, image.pk) for chat in chats for image in images)
     assert set(Message.objects.values_list("text", flat=True)) == {image.description for image in images}
@@ -36,9 +36,9 @@ def test_two_chats_and_two_images_make_four_messages_with_the_image_descriptions
 def test_a_pair_already_sent_is_skipped_and_a_second_send_creates_nothing(two_chats_two_images):
     chats, images = two_chats_two_images
     Message.objects.create(chat=chats[0], image=images[0], text="sent before")
-    first = broadcast_images_to_all_chats(image_ids=[image.pk for image in images])
+    first = broadcast_send(image_ids=[image.pk for image in images])
     assert (first.created_count, first.skipped_count) == (3, 1)
-    again = broadcast_images_to_all_chats(image_ids=[image.pk for image in images])
+    again = broadcast_send(image_ids=[image.pk for image in images])
     assert (again.created_count, again.skipped_count) == (0, 4)
     assert Message.objects.count() == 4
 
@@ -56,7 +56,7 @@ def test_tiny_batches_cover_every_chat_exactly_once(make_user, make_image):
 def test_image_without_description_sends_its_title(make_user, make_image):
     make_user()
     image = make_image(description="", title="Only a title")
-    broadcast_images_to_all_chats(image_ids=[image.pk])
+    broadcast_send(image_ids=[image.pk])
     assert Message.objects.get().text == "Only a title"
 
 
@@ -64,7 +64,7 @@ def test_image_without_description_sends_its_title(make_user, make_image):
 def test_broadcast_is_recorded_with_sender_images_counts_and_duration(two_chats_two_images, make_user):
     _chats, images = two_chats_two_images
     staff = make_user(is_staff=True)
-    broadcast = broadcast_images_to_all_chats(image_ids=[images[0].pk, images[0].pk, 999_999], sent_by=staff)
+    broadcast = broadcast_send(image_ids=[images[0].pk, images[0].pk, 999_999], sent_by=staff)
     recorded = Broadcast.objects.get(pk=broadcast.pk)
     assert recorded.sent_by == staff
     assert list(recorded.images.all()) == [images[0]]
@@ -76,7 +76,7 @@ def test_broadcast_is_recorded_with_sender_images_counts_and_duration(two_chats_
 @pytest.mark.django_db
 def test_no_existing_image_is_a_clear_error_and_records_nothing():
     with pytest.raises(NoImagesSelected):
-        broadcast_images_to_all_chats(image_ids=[123456])
+        broadcast_send(image_ids=[123456])
     assert not Broadcast.objects.exists()
 
 
