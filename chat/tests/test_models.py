@@ -64,3 +64,11 @@ def test_deleting_a_user_deletes_its_chat_and_messages(make_user):
     Message.objects.create(chat=user.chat, text="bye")
     get_user_model().objects.filter(pk=user.pk).delete()
     assert not Chat.objects.exists() and not Message.objects.exists()
+
+
+def test_message_ids_come_from_a_cached_sequence_so_parallel_broadcasts_do_not_contend_on_it():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cache_size FROM pg_sequences WHERE sequencename = %s", ["chat_message_id_seq"])
+        assert cursor.fetchone() == (1000,)
