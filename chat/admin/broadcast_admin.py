@@ -1,11 +1,12 @@
 from django.contrib import admin
 
+from chat.admin.base import ModelAdmin
 from chat.admin.pagination import EstimatedCountPaginator
 from chat.models import Broadcast
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(admin.ModelAdmin):
+class BroadcastAdmin(ModelAdmin):
     """The audit trail: readable by staff, written only by the broadcast service."""
 
     list_display = [

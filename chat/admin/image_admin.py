@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from chat.admin.base import ModelAdmin
 from chat.admin.image_preview import image_state_html, stored_image_tag
 from chat.models import BroadcastStatus, Image, ImageStatus
 from chat.services.broadcasts import BroadcastError, broadcast_send
@@ -10,7 +11,7 @@ SEND_ACTION_LABEL = "Send selected images as messages to all chats"
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ModelAdmin):
     list_display = ["id", "thumbnail", "title", "state", "source_link", "created_at"]
     list_display_links = ["id", "title"]
     list_filter = ["status", "created_at"]

@@ -2,13 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.template.defaultfilters import truncatechars
 
+from chat.admin.base import ModelAdmin
 from chat.admin.image_preview import stored_image_tag
 from chat.admin.pagination import EstimatedCountPaginator
 from chat.models import Message
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ModelAdmin):
     list_display = ["id", "chat_user", "text_excerpt", "image_thumbnail", "image", "created_at"]
     list_select_related = ["chat__user", "image"]
     # All images, not only those with messages: that DISTINCT would scan every message on each page view.
