@@ -13,11 +13,17 @@ def _int(name: str, default: int) -> int:
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 wsgi_app = "pru_app.wsgi:application"
 
-# gthread: a few processes for CPU, threads so a slow storage or database call does not
-# hold a whole process; 2 x cores + 1 is Gunicorn's own starting point.
+# sync: one request per process at a time, behind nginx, which buffers slow clients. Each
+# free process takes the next connection from the shared socket, so requests are served in
+# arrival order; gthread keeps every keep-alive connection it accepted, a busy process's
+# connections wait while another idles, and threads share one GIL. Measured on the Messages
+# changelist (bench/http, 16 connections, 2 cores): sync 2 x 1 gave the same requests/s as
+# gthread 2 x 1 and p99 1.2x p50 instead of 2-2.5x; gthread 2 x 4 was slower still.
+# 2 x cores + 1 (Gunicorn's own starting point) leaves processes free while others wait on
+# the database or storage. GUNICORN_THREADS > 1 makes Gunicorn use gthread.
 workers = _int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
-threads = _int("GUNICORN_THREADS", 4)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = _int("GUNICORN_THREADS", 1)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 timeout = _int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Longer than nginx's upstream keepalive would leave idle, so nginx closes first.

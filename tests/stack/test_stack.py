@@ -39,6 +39,13 @@ def test_gunicorn_writes_no_control_socket_into_the_home_directory(stack):
     assert list(home.iterdir()) == []
 
 
+def test_gunicorn_serves_with_sync_workers_by_default(stack):
+    # Gunicorn turns sync into gthread when GUNICORN_THREADS > 1: its own start line says which ran.
+    assert requests.get(stack.url + "/healthz", timeout=10).status_code == 200
+    started = _wait_for_log(stack, "gunicorn", lambda line: "Using worker:" in line)
+    assert started and all("Using worker: sync" in line for line in started), started
+
+
 def _wait_for_log(stack, name, predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
