@@ -7,7 +7,6 @@ admin.site.site_header = "pru_app administration"
 admin.site.site_title = "pru_app admin"
 
 urlpatterns = [
-    path("healthz", health_views.healthz, name="healthz"),
     path("readyz", health_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("", include("chat.urls")),

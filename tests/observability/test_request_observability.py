@@ -73,7 +73,7 @@ def _user_id(stack) -> int:
 
 
 def test_every_line_gunicorn_and_django_write_is_a_json_object(stack):
-    requests.get(stack.url + "/healthz", timeout=10)
+    requests.get(stack.url + "/readyz", timeout=10)
     lines = _gunicorn_lines(stack)
     loggers = {line.get("logger") for line in lines}
     assert {"gunicorn.error", "gunicorn.access", "django_structlog.middlewares.request"} <= loggers
@@ -152,7 +152,7 @@ def test_an_exception_in_a_request_is_exactly_one_sentry_event_tagged_with_the_r
 
 
 def test_a_malformed_request_id_reaching_gunicorn_directly_is_replaced(stack):
-    marker = f"/healthz?malformed-{time.monotonic_ns()}"
+    marker = f"/readyz?malformed-{time.monotonic_ns()}"
     forged = "x" * 300 + ' {"event": "forged"}'
     response = requests.get(
         stack.gunicorn_url + marker, headers={"Host": "127.0.0.1", "X-Request-ID": forged}, timeout=10

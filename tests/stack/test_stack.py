@@ -75,7 +75,7 @@ def test_pages_reference_hashed_static_files_that_nginx_serves_without_gunicorn(
     assert "max-age=31536000" in response.headers["Cache-Control"]
     assert response.headers["Content-Type"].startswith("text/css")
 
-    marker = f"/healthz?after-static-{time.monotonic_ns()}"
+    marker = f"/readyz?after-static-{time.monotonic_ns()}"
     requests.get(stack.url + marker, timeout=10)
     # The marker request shows the access log is being written; the static one never got there.
     assert _wait_for_log(stack, "gunicorn", lambda line: marker in line)
