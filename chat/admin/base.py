@@ -8,12 +8,14 @@ from urllib.parse import quote as percent_encode
 
 from django.contrib import admin
 from django.contrib.admin import helpers
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import quote as admin_quote
 from django.contrib.admin.views.main import ChangeList as DjangoChangeList
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import conditional_escape
 from django.utils.http import RFC3986_SUBDELIMS
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 # reverse() percent-encodes the URL it builds, keeping these (RFC 3986 pchar).
@@ -22,10 +24,10 @@ _PK_PLACEHOLDER = "pk-placeholder-for-reverse"
 
 
 class ChangeList(DjangoChangeList):
-    """Django's, reversing the change URL once per page instead of once per row.
+    """Django's, building the rows' change URLs once per page instead of once per row.
 
-    Reversing a name in the admin's namespace costs ~70 µs: on a 50-row page that was
-    a sixth of the render.
+    Reversing a name in the admin's namespace costs ~70 µs, and keeping the list's filters in
+    the link resolves the URL again: both depend on the page, not on the row's pk.
     """
 
     @cached_property
@@ -35,17 +37,39 @@ class ChangeList(DjangoChangeList):
             args=(_PK_PLACEHOLDER,),
             current_app=self.model_admin.admin_site.name,
         )
-        before, placeholder, after = url.partition(_PK_PLACEHOLDER)
-        if not placeholder or _PK_PLACEHOLDER in after:
+        return _around_placeholder(url)
+
+    @cached_property
+    def _row_link_around_pk(self) -> tuple[str, str] | None:
+        around_pk = self._change_url_around_pk
+        if around_pk is None:
             return None
-        return before, after
+        context = {"preserved_filters": self.preserved_filters, "opts": self.opts}
+        return _around_placeholder(add_preserved_filters(context, _PK_PLACEHOLDER.join(around_pk)))
 
     def url_for_result(self, result):
         around_pk = self._change_url_around_pk
         if around_pk is None:
             return super().url_for_result(result)
-        pk = admin_quote(getattr(result, self.pk_attname))
-        return around_pk[0] + percent_encode(str(pk), safe=_URL_SAFE) + around_pk[1]
+        return self._encoded_pk(result).join(around_pk)
+
+    def row_link_url(self, result) -> str:
+        """The change URL a row links to, carrying the list's filters as Django's rows do."""
+        around_pk = self._row_link_around_pk
+        if around_pk is None:
+            context = {"preserved_filters": self.preserved_filters, "opts": self.opts}
+            return add_preserved_filters(context, self.url_for_result(result))
+        return self._encoded_pk(result).join(around_pk)
+
+    def _encoded_pk(self, result) -> str:
+        return percent_encode(str(admin_quote(getattr(result, self.pk_attname))), safe=_URL_SAFE)
+
+
+def _around_placeholder(url: str) -> tuple[str, str] | None:
+    before, placeholder, after = url.partition(_PK_PLACEHOLDER)
+    if not placeholder or _PK_PLACEHOLDER in after:
+        return None
+    return before, after
 
 
 class ModelAdmin(admin.ModelAdmin):
@@ -56,11 +80,11 @@ class ModelAdmin(admin.ModelAdmin):
         """Django's row checkbox, written directly.
 
         Django renders a CheckboxInput through the form template engine for every row: a
-        fifth of the time of a 50-row changelist.
+        fifth of the time of a 50-row changelist. The label is Django's translated format
+        string, filled as format_html fills it.
         """
-        return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
-            helpers.ACTION_CHECKBOX_NAME,
-            str(obj.pk),
-            format_html(_("Select this object for an action - {}"), str(obj)),
+        label = _("Select this object for an action - {}").format(conditional_escape(str(obj)))
+        return mark_safe(
+            f'<input type="checkbox" name="{conditional_escape(helpers.ACTION_CHECKBOX_NAME)}" '
+            f'value="{conditional_escape(str(obj.pk))}" class="action-select" aria-label="{label}">'
         )

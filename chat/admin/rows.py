@@ -43,6 +43,9 @@ class Column:
     missing_display: str
     boolean: bool
     link: bool
+    # A plain field's display depends only on its value within one page (one request's
+    # language and time zone): rows of one broadcast share their created_at, for instance.
+    shown_by_value: dict | None = None
 
     def cell(self, changelist, row, link_tag: str) -> str:
         classes = self.classes
@@ -59,6 +62,17 @@ class Column:
         return f'<{link_tag} class="{classes}">{_link(changelist, row, shown)}</{link_tag}>'
 
     def _display(self, value) -> tuple[object, bool]:
+        if self.shown_by_value is None:
+            return self._display_of(value)
+        try:
+            return self.shown_by_value[value]
+        except KeyError:
+            shown = self.shown_by_value[value] = self._display_of(value)
+            return shown
+        except TypeError:  # unhashable value
+            return self._display_of(value)
+
+    def _display_of(self, value) -> tuple[object, bool]:
         field = self.field
         if field is None or field.auto_created:
             shown = display_for_value(value, self.empty_value_display, self.boolean)
@@ -132,6 +146,7 @@ def _resolve_columns(changelist) -> list[Column] | None:
                     missing_display=default_empty,
                     boolean=False,
                     link=link,
+                    shown_by_value=None if field.auto_created or field.is_relation else {},
                 )
             )
     return columns
@@ -143,11 +158,17 @@ def _attribute_reader(name: str) -> Callable:
 
 def _link(changelist, row, shown) -> str:
     try:
-        url = changelist.url_for_result(row)
+        url = _row_link_url(changelist, row)
     except NoReverseMatch:
         return conditional_escape(shown)
-    url = add_preserved_filters({"preserved_filters": changelist.preserved_filters, "opts": changelist.opts}, url)
     value = row.serializable_value(str(changelist.to_field) if changelist.to_field else changelist.lookup_opts.pk.attname)
     popup = format_html(' data-popup-opener="{}"', value) if changelist.is_popup else ""
     return format_html('<a href="{}"{}>{}</a>', url, popup, shown)
+
+
+def _row_link_url(changelist, row) -> str:
+    if hasattr(changelist, "row_link_url"):  # chat.admin.base.ChangeList: built once per page
+        return changelist.row_link_url(row)
+    url = changelist.url_for_result(row)
+    return add_preserved_filters({"preserved_filters": changelist.preserved_filters, "opts": changelist.opts}, url)
 
