@@ -1,6 +1,7 @@
 """The ModelAdmin every pru_app admin extends: Django's, with list rows that cost less to render.
 
-Each change below keeps Django's output byte for byte (chat/tests/test_admin.py compares them);
+Each change below keeps Django's output byte for byte (chat/tests/test_admin.py and
+test_admin_rows.py compare them);
 bench/http --profile shows what a changelist page spends its time on.
 """
 
@@ -49,17 +50,20 @@ class ChangeList(DjangoChangeList):
 
     def url_for_result(self, result):
         around_pk = self._change_url_around_pk
-        if around_pk is None:
+        encoded_pk = self._encoded_pk(result)
+        # reverse() refuses an empty pk (NoReverseMatch: the row shows no link); so does Django here.
+        if around_pk is None or not encoded_pk:
             return super().url_for_result(result)
-        return self._encoded_pk(result).join(around_pk)
+        return encoded_pk.join(around_pk)
 
     def row_link_url(self, result) -> str:
         """The change URL a row links to, carrying the list's filters as Django's rows do."""
         around_pk = self._row_link_around_pk
-        if around_pk is None:
+        encoded_pk = self._encoded_pk(result)
+        if around_pk is None or not encoded_pk:
             context = {"preserved_filters": self.preserved_filters, "opts": self.opts}
             return add_preserved_filters(context, self.url_for_result(result))
-        return self._encoded_pk(result).join(around_pk)
+        return encoded_pk.join(around_pk)
 
     def _encoded_pk(self, result) -> str:
         return percent_encode(str(admin_quote(getattr(result, self.pk_attname))), safe=_URL_SAFE)
