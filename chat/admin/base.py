@@ -1,8 +1,8 @@
 """The ModelAdmin every pru_app admin extends: Django's, with list rows that cost less to render.
 
 Each change below keeps Django's output byte for byte (chat/tests/test_admin.py and
-test_admin_rows.py compare them);
-bench/http --profile shows what a changelist page spends its time on.
+chat/tests/test_admin_rows.py compare them); bench/http --profile shows what a changelist
+page spends its time on.
 """
 
 from urllib.parse import quote as percent_encode
@@ -41,12 +41,16 @@ class ChangeList(DjangoChangeList):
         return _around_placeholder(url)
 
     @cached_property
+    def _preserved_filters_context(self) -> dict:
+        return {"preserved_filters": self.preserved_filters, "opts": self.opts}
+
+    @cached_property
     def _row_link_around_pk(self) -> tuple[str, str] | None:
         around_pk = self._change_url_around_pk
         if around_pk is None:
             return None
-        context = {"preserved_filters": self.preserved_filters, "opts": self.opts}
-        return _around_placeholder(add_preserved_filters(context, _PK_PLACEHOLDER.join(around_pk)))
+        url = add_preserved_filters(self._preserved_filters_context, _PK_PLACEHOLDER.join(around_pk))
+        return _around_placeholder(url)
 
     def url_for_result(self, result):
         around_pk = self._change_url_around_pk
@@ -61,8 +65,7 @@ class ChangeList(DjangoChangeList):
         around_pk = self._row_link_around_pk
         encoded_pk = self._encoded_pk(result)
         if around_pk is None or not encoded_pk:
-            context = {"preserved_filters": self.preserved_filters, "opts": self.opts}
-            return add_preserved_filters(context, self.url_for_result(result))
+            return add_preserved_filters(self._preserved_filters_context, self.url_for_result(result))
         return encoded_pk.join(around_pk)
 
     def _encoded_pk(self, result) -> str:

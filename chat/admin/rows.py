@@ -4,7 +4,8 @@ Django's items_for_result resolves every column name again for every row (get_fi
 admin's attributes, empty-value display, format_html's lazy wrappers): about 150 µs a row,
 half of a 50-row Messages page. Here each column is resolved once, then each row is one
 string. Columns this does not cover (lookups through relations, model methods, __str__,
-list_editable forms) leave the page to Django's own code, so the output never differs:
+list_editable forms), and changelists other than chat.admin.base.ChangeList (which builds
+the row links once a page), leave the page to Django's own code, so the output never differs:
 chat/tests/test_admin_rows.py compares the two on every changelist.
 """
 
@@ -13,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib.admin.templatetags.admin_list import _coerce_field_name, results
-from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import (
     FieldIsAForeignKeyColumnName,
     _get_non_gfk_field,
@@ -25,6 +25,8 @@ from django.db import models
 from django.urls import NoReverseMatch
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString
+
+from chat.admin.base import ChangeList
 
 # What lookup_field treats as "not a field": the name is then an attribute or a method.
 _NOT_FOUND = (FieldDoesNotExist, FieldIsAForeignKeyColumnName)
@@ -101,7 +103,7 @@ def changelist_rows(changelist) -> list:
 def _resolve_columns(changelist) -> list[Column] | None:
     links = changelist.list_display_links
     # list_editable forms, or an empty (not None) list_display_links: Django's rules apply.
-    if changelist.formset is not None or (links is not None and not links):
+    if not isinstance(changelist, ChangeList) or changelist.formset is not None or (links is not None and not links):
         return None
     model_admin = changelist.model_admin
     opts = changelist.lookup_opts
@@ -156,17 +158,9 @@ def _attribute_reader(name: str) -> Callable:
 
 def _link(changelist, row, shown) -> str:
     try:
-        url = _row_link_url(changelist, row)
+        url = changelist.row_link_url(row)
     except NoReverseMatch:
         return conditional_escape(shown)
     value = row.serializable_value(str(changelist.to_field) if changelist.to_field else changelist.lookup_opts.pk.attname)
     popup = format_html(' data-popup-opener="{}"', value) if changelist.is_popup else ""
     return format_html('<a href="{}"{}>{}</a>', url, popup, shown)
-
-
-def _row_link_url(changelist, row) -> str:
-    if hasattr(changelist, "row_link_url"):  # chat.admin.base.ChangeList: built once per page
-        return changelist.row_link_url(row)
-    url = changelist.url_for_result(row)
-    return add_preserved_filters({"preserved_filters": changelist.preserved_filters, "opts": changelist.opts}, url)
-

@@ -85,3 +85,12 @@ def test_the_changelist_page_renders_its_rows_through_the_column_plan(client, ad
     assert calls, "the chat change_list template must use {% pru_result_list %}"
     assert page.count('class="action-select"') == Message.objects.count()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+
+
+def test_a_changelist_of_djangos_own_class_is_left_to_django(rf, admin_user, varied_rows, monkeypatch):
+    from django.contrib.admin.views.main import ChangeList as DjangoChangeList
+
+    model_admin = admin.site._registry[Message]
+    monkeypatch.setattr(model_admin, "get_changelist", lambda request, **kwargs: DjangoChangeList)
+    ours, djangos = _both(rf, admin_user, Message)
+    assert ours == djangos
