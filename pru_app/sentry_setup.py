@@ -16,7 +16,9 @@ from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
 
 FETCH_IMAGES_OP = "task.fetch_images"
 BROADCAST_OP = "task.broadcast"
-JOB_OPS = frozenset({FETCH_IMAGES_OP, BROADCAST_OP})
+# On workers a broadcast is one transaction per chunk (about BROADCAST_CHUNK_MESSAGES messages).
+BROADCAST_CHUNK_OP = "task.broadcast_chunk"
+JOB_OPS = frozenset({FETCH_IMAGES_OP, BROADCAST_OP, BROADCAST_CHUNK_OP})
 
 # Warnings worth an event of their own (grouped by name); every other warning is a breadcrumb.
 WARNING_EVENTS = frozenset({"image_fetch.failed"})

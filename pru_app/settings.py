@@ -161,21 +161,50 @@ IMAGE_SERVE_MODE = env.str("IMAGE_SERVE_MODE", default="x-accel")
 if IMAGE_SERVE_MODE not in ("x-accel", "stream", "presigned"):
     raise ImproperlyConfigured(f"IMAGE_SERVE_MODE must be x-accel, stream or presigned, not {IMAGE_SERVE_MODE!r}.")
 
-# Broadcasts: chats per INSERT … SELECT batch (bounds memory and lock time).
-BROADCAST_CHAT_BATCH_SIZE = env.int("BROADCAST_CHAT_BATCH_SIZE", default=5_000)
-# Database connections a broadcast inserts on in parallel (one per database core is plenty).
+# Broadcasts (docs/broadcasts.md). A broadcast is recorded as chunks of chats, each about this
+# many messages: one transaction, one Celery task and one Sentry transaction per chunk.
+BROADCAST_CHUNK_MESSAGES = env.int("BROADCAST_CHUNK_MESSAGES", default=50_000)
+# Database connections an in-process broadcast runs its chunks on (one per database core is plenty).
 BROADCAST_WORKERS = env.int("BROADCAST_WORKERS", default=2)
-# With a Celery broker, broadcasts of at least this many messages go to a worker (0: never).
-BROADCAST_QUEUE_FROM_MESSAGES = env.int("BROADCAST_QUEUE_FROM_MESSAGES", default=2_000_000)
+# With a Celery broker, broadcasts of at least this many messages go to the workers (0: never);
+# smaller ones run in the request (200,000 messages take ~2 s).
+BROADCAST_QUEUE_FROM_MESSAGES = env.int("BROADCAST_QUEUE_FROM_MESSAGES", default=200_000)
+# A claimed chunk's lease: a chunk takes ~1 s, and no statement of it may run longer than this
+# (statement_timeout), so a chunk still "running" past its lease has lost its runner.
+BROADCAST_CHUNK_LEASE_SECONDS = env.int("BROADCAST_CHUNK_LEASE_SECONDS", default=60)
+# Claims a chunk gets (worker deaths, database outages) before it is failed for staff to resume.
+BROADCAST_CHUNK_MAX_ATTEMPTS = env.int("BROADCAST_CHUNK_MAX_ATTEMPTS", default=5)
+# The sweeper (Celery beat) runs this often, and re-queues a broadcast none of whose chunks was
+# queued, claimed or finished for BROADCAST_STALL_SECONDS.
+BROADCAST_SWEEP_SECONDS = env.float("BROADCAST_SWEEP_SECONDS", default=30.0)
+BROADCAST_STALL_SECONDS = env.int("BROADCAST_STALL_SECONDS", default=120)
 
 # Celery (Redis broker). Tasks run in-process when no broker is configured.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
+# A task whose worker process died goes back to the queue instead of being acknowledged.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis gives an unacknowledged message to another worker after this long. A message stays
+    # unacknowledged while a worker holds it: a chunk runs ~1 s and never past its lease (60 s),
+    # a retry's countdown is at most 61 s. Ten minutes is far above both (no second delivery of
+    # a live task) and bounds how long a message reserved by a killed worker stays lost, should
+    # the sweeper not run. Redis's default is an hour.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+}
+CELERY_BEAT_SCHEDULE = {
+    "broadcasts-sweep": {
+        "task": "chat.tasks.broadcasts_sweep_task",
+        "schedule": BROADCAST_SWEEP_SECONDS,
+        # A sweep that waited a whole interval in the queue is replaced by the next one.
+        "options": {"expires": BROADCAST_SWEEP_SECONDS},
+    },
+}
 
 # Behind nginx: trust its X-Forwarded-Proto and Host, nothing from the client directly.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

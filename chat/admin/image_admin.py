@@ -4,7 +4,7 @@ from django.utils.html import format_html
 
 from chat.admin.base import ModelAdmin
 from chat.admin.image_preview import image_state_html, stored_image_tag
-from chat.models import BroadcastStatus, Image, ImageStatus
+from chat.models import Image, ImageStatus
 from chat.services.broadcasts import BroadcastError, broadcast_send
 
 SEND_ACTION_LABEL = "Send selected images as messages to all chats"
@@ -52,28 +52,46 @@ class ImageAdmin(ModelAdmin):
     @admin.action(description=SEND_ACTION_LABEL, permissions=["broadcast"])
     def send_to_all_chats(self, request, queryset):
         try:
-            broadcast = broadcast_send(image_ids=queryset.values_list("pk", flat=True), sent_by=request.user)
+            outcome = broadcast_send(image_ids=queryset.values_list("pk", flat=True), sent_by=request.user)
         except BroadcastError as error:
             self.message_user(request, str(error), level=messages.ERROR)
             return
-        if broadcast.status == BroadcastStatus.QUEUED:
+        broadcast = outcome.broadcast
+        if broadcast.unsent_image_count:
+            self.message_user(
+                request,
+                f"{broadcast.unsent_image_count} of the selected images have no stored copy (failed or pending) "
+                "and were not sent.",
+                level=messages.WARNING,
+            )
+        link = reverse("admin:chat_broadcast_change", args=[broadcast.pk])
+        if outcome.broker_unavailable:
             self.message_user(
                 request,
                 format_html(
-                    'Broadcast #{} of {} images is queued for the worker; its counts appear under <a href="{}">Broadcasts</a>.',
-                    broadcast.pk,
-                    broadcast.image_count,
-                    reverse("admin:chat_broadcast_change", args=[broadcast.pk]),
+                    'Broadcast #{} of {} images is recorded and queued for retry: the task broker is unavailable '
+                    'right now, and it is sent as soon as the broker is back. Follow it under <a href="{}">Broadcasts</a>.',
+                    broadcast.pk, broadcast.image_count, link,
+                ),
+                level=messages.WARNING,
+            )
+        elif outcome.queued:
+            self.message_user(
+                request,
+                format_html(
+                    'Broadcast #{} of {} images is queued for the workers ({} chunks); its progress is under '
+                    '<a href="{}">Broadcasts</a>.',
+                    broadcast.pk, broadcast.image_count, broadcast.chunk_count, link,
                 ),
                 level=messages.INFO,
             )
-            return
-        self.message_user(
-            request,
-            f"Created {broadcast.created_count} messages for {broadcast.chat_count} chats "
-            f"({broadcast.image_count} images); {broadcast.skipped_count} already existed.",
-            level=messages.SUCCESS,
-        )
+        else:
+            self.message_user(
+                request,
+                f"Created {broadcast.created_count} messages for {broadcast.chat_count} chats "
+                f"({broadcast.image_count} images); {broadcast.skipped_count} already existed.",
+                level=messages.SUCCESS,
+            )
 
     def has_broadcast_permission(self, request):
         return request.user.has_perm("chat.add_broadcast") and request.user.has_perm("chat.add_message")

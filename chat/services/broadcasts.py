@@ -1,18 +1,42 @@
-"""Broadcasting images as messages to every chat: set-based, batched, idempotent."""
+"""Broadcasting images as messages to every chat: recorded as chunks, run by workers or in-process.
+
+broadcast_send is the one entry point for a new send (the admin action, any API). It records the
+broadcast and its chunks in one transaction, then either runs the chunks here (small sends, or
+no broker) or hands them to Celery workers, one task per chunk. broadcast_resume restarts what
+a crash or an outage left; chat/services/broadcast_recovery.py does the same on a schedule.
+"""
 
 import functools
 import time
+import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 
-from chat.models import Broadcast, BroadcastStatus, Chat, Image, Message
+from chat.models import (
+    UNFINISHED_BROADCAST_STATUSES,
+    Broadcast,
+    BroadcastStatus,
+    Chat,
+    ChunkStatus,
+    Image,
+    ImageStatus,
+)
+from chat.services.broadcast_chunks import (
+    TRANSIENT_DATABASE_ERRORS,
+    ChunkFailed,
+    broadcast_close_if_done,
+    chunk_plan,
+    chunk_run,
+)
+from chat.services.broadcast_queue import BrokerUnavailable, chunks_enqueue
 from pru_app.sentry_setup import BROADCAST_OP, sentry_job
 
 logger = structlog.get_logger(__name__)
@@ -23,23 +47,74 @@ class BroadcastError(Exception):
 
 
 class NoImagesSelected(BroadcastError):
-    """None of the given ids names an existing image."""
+    """None of the given ids names an image with a stored copy."""
 
 
-def broadcast_create(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
-    """Record a queued broadcast of the existing images among image_ids."""
+@dataclass
+class SendOutcome:
+    """What broadcast_send did: ran the broadcast, queued it, or recorded it for the sweeper (broker down)."""
+
+    broadcast: Broadcast
+    queued: bool = False
+    broker_unavailable: bool = False
+
+
+def broadcast_create(*, image_ids: Iterable[int], sent_by=None, chunk_messages: int | None = None) -> Broadcast:
+    """Record a queued broadcast of the selected images that have a stored copy, with its chunks."""
     wanted = {int(image_id) for image_id in image_ids}
-    existing = sorted(Image.objects.filter(pk__in=wanted).values_list("pk", flat=True))
-    if not existing:
+    existing = dict(Image.objects.filter(pk__in=wanted).values_list("pk", "status"))
+    stored = sorted(pk for pk, status in existing.items() if status == ImageStatus.STORED)
+    if not stored:
+        if existing:
+            raise NoImagesSelected(
+                f"None of the {len(existing)} selected images has a stored copy (failed or still pending): nothing was sent."
+            )
         raise NoImagesSelected("No existing image was selected.")
     with transaction.atomic():
-        broadcast = Broadcast.objects.create(sent_by=sent_by, image_count=len(existing))
-        broadcast.images.set(existing)
+        broadcast = Broadcast.objects.create(
+            sent_by=sent_by, image_count=len(stored), unsent_image_count=len(existing) - len(stored)
+        )
+        broadcast.images.set(stored)
+        broadcast.chunk_count = chunk_plan(broadcast=broadcast, image_count=len(stored), chunk_messages=chunk_messages)
+        Broadcast.objects.filter(pk=broadcast.pk).update(chunk_count=broadcast.chunk_count)
+    if not broadcast.chunk_count:  # no chat at all: nothing to run
+        broadcast_close_if_done(broadcast_id=broadcast.pk)
+        broadcast.refresh_from_db()
     return broadcast
 
 
+def broadcast_send(*, image_ids: Iterable[int], sent_by=None) -> SendOutcome:
+    """Send each stored image as a message to every chat, skipping pairs that already have one.
+
+    Now, in this process, or queued for the Celery workers when it is too large for a web request.
+    """
+    broadcast = broadcast_create(image_ids=image_ids, sent_by=sent_by)
+    if broadcast.status not in UNFINISHED_BROADCAST_STATUSES:
+        return SendOutcome(broadcast=broadcast)
+    expected_messages = broadcast.image_count * Chat.objects.count()
+    threshold = settings.BROADCAST_QUEUE_FROM_MESSAGES
+    if not (settings.CELERY_BROKER_URL and threshold and expected_messages >= threshold):
+        return SendOutcome(broadcast=broadcast_run(broadcast=broadcast))
+
+    outcome = SendOutcome(broadcast=broadcast, queued=True)
+
+    def enqueue():
+        try:
+            chunks_enqueue(broadcast_id=broadcast.pk)
+        except BrokerUnavailable as error:
+            # Recorded and left queued: the sweeper (or resume_broadcasts) sends it once the broker is back.
+            outcome.broker_unavailable = True
+            logger.warning("broadcast.enqueue_failed", broadcast_id=broadcast.pk, error=str(error))
+            return
+        logger.info("broadcast.queued", broadcast_id=broadcast.pk, expected_messages=expected_messages)
+
+    # The workers must find the committed rows; outside a transaction this runs at once.
+    transaction.on_commit(enqueue)
+    return outcome
+
+
 def _as_sentry_transaction(run):
-    """Each run is a Sentry transaction named "broadcast" with the counts as data (a no-op without Sentry)."""
+    """Each in-process run is a Sentry transaction named "broadcast" with the counts as data (a no-op without Sentry)."""
 
     @functools.wraps(run)
     def traced(*, broadcast: Broadcast, **options) -> Broadcast:
@@ -48,12 +123,12 @@ def _as_sentry_transaction(run):
             try:
                 return run(broadcast=broadcast, **options)
             finally:
-                # _finish puts the counts on the instance whether the run succeeded or failed.
                 for key, value in {
                     "broadcast_id": broadcast.pk,
                     "staff_user_id": broadcast.sent_by_id,
                     "status": broadcast.status,
                     "images": broadcast.image_count,
+                    "chunks": broadcast.chunk_count,
                     "chats": broadcast.chat_count,
                     "created": broadcast.created_count,
                     "skipped": broadcast.skipped_count,
@@ -65,165 +140,147 @@ def _as_sentry_transaction(run):
 
 
 @_as_sentry_transaction
-def broadcast_run(*, broadcast: Broadcast, batch_size: int | None = None, workers: int | None = None) -> Broadcast:
-    """Create the missing messages of a recorded broadcast, one committed batch of chats at a time."""
-    batch_size = batch_size or settings.BROADCAST_CHAT_BATCH_SIZE
-    workers = workers or settings.BROADCAST_WORKERS
-    image_ids = list(broadcast.images.order_by("pk").values_list("pk", flat=True))
-    log = logger.bind(broadcast_id=broadcast.pk, staff_user_id=broadcast.sent_by_id)
-    log.info("broadcast.started", images=len(image_ids))
-    Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.RUNNING)
+def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadcast:
+    """Run the broadcast's unfinished chunks in this process, in order, on `workers` connections.
 
-    started = time.monotonic()
-    chats = created = 0
-    try:
-        for batch, batch_created in _insert_batches(image_ids=image_ids, batch_size=batch_size, workers=workers):
-            chats += batch.chats
-            created += batch_created
-    except Exception as error:
-        _finish(broadcast, started, chats, created, len(image_ids), status=BroadcastStatus.FAILED, error=repr(error))
-        log.exception("broadcast.failed", chats=chats, created=created)
-        raise BroadcastError(f"Broadcast #{broadcast.pk} failed after {created} messages: {error}") from error
-
-    _finish(broadcast, started, chats, created, len(image_ids), status=BroadcastStatus.SUCCEEDED)
-    log.info(
-        "broadcast.finished",
-        images=len(image_ids),
-        chats=broadcast.chat_count,
-        created=broadcast.created_count,
-        skipped=broadcast.skipped_count,
-        ms=broadcast.duration_ms,
-    )
-    return broadcast
-
-
-def broadcast_send(*, image_ids: Iterable[int], sent_by=None) -> Broadcast:
-    """Send each image as a message to every chat, skipping pairs that already have one.
-
-    Now, or queued for a Celery worker when it is too large for a web request.
+    Raises BroadcastError when it ends failed, or when a database outage outlasts the retries
+    (the rest stay pending for resume_broadcasts, or for the sweeper when there is a broker).
     """
-    broadcast = broadcast_create(image_ids=image_ids, sent_by=sent_by)
-    threshold = settings.BROADCAST_QUEUE_FROM_MESSAGES
-    if not (settings.CELERY_BROKER_URL and threshold):
-        return broadcast_run(broadcast=broadcast)
-    expected_messages = broadcast.image_count * Chat.objects.count()
-    if expected_messages < threshold:
-        return broadcast_run(broadcast=broadcast)
-
-    from chat.tasks import broadcast_run_task
-
-    # The worker must find the committed broadcast row.
-    transaction.on_commit(lambda: broadcast_run_task.delay(broadcast.pk))
-    logger.info("broadcast.queued", broadcast_id=broadcast.pk, expected_messages=expected_messages)
+    workers = workers or settings.BROADCAST_WORKERS
+    owner = f"in-process:{uuid.uuid4().hex}"
+    chunk_ids = list(
+        broadcast.chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]).values_list("pk", flat=True)
+    )
+    first_failure = None
+    try:
+        for failure in _run_chunks(chunk_ids, owner=owner, workers=workers):
+            first_failure = first_failure or failure
+    except TRANSIENT_DATABASE_ERRORS as error:
+        _interrupted(broadcast, error)
+    broadcast.refresh_from_db()
+    if broadcast.status in UNFINISHED_BROADCAST_STATUSES:
+        broadcast_close_if_done(broadcast_id=broadcast.pk, cause=first_failure.__cause__ if first_failure else None)
+        broadcast.refresh_from_db()
+    if broadcast.status == BroadcastStatus.FAILED:
+        # From the chunk's error: the event broadcast.failed reported is not reported again.
+        raise BroadcastError(
+            f"Broadcast #{broadcast.pk} failed after {broadcast.created_count} messages: {broadcast.error}"
+        ) from first_failure
     return broadcast
 
 
-def _finish(broadcast, started, chats, created, images, *, status, error=""):
-    broadcast.chat_count = chats
-    broadcast.created_count = created
-    # Pairs that were already there, whether from an earlier or a concurrent send.
-    broadcast.skipped_count = max(chats * images - created, 0)
-    broadcast.status = status
-    broadcast.error = error
-    broadcast.finished_at = timezone.now()
-    broadcast.duration_ms = int((time.monotonic() - started) * 1000)
-    broadcast.save(
-        update_fields=["chat_count", "created_count", "skipped_count", "status", "error", "finished_at", "duration_ms"]
-    )
+def _run_chunks(chunk_ids: list[int], *, owner: str, workers: int):
+    """Run each chunk, on this connection or, when free to, on `workers` connections in parallel.
 
-
-@dataclass(frozen=True)
-class ChatBatch:
-    """The chats with after_chat_id < id <= up_to_chat_id."""
-
-    after_chat_id: int
-    up_to_chat_id: int
-    chats: int
-
-
-def _chat_batches(*, size: int) -> Iterator[ChatBatch]:
-    chat_table = connection.ops.quote_name(Chat._meta.db_table)
-    after_chat_id = 0
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {chat_table} WHERE id > %s ORDER BY id LIMIT %s) AS batch",
-                [after_chat_id, size],
-            )
-            up_to_chat_id, chats = cursor.fetchone()
-        if not chats:
-            return
-        yield ChatBatch(after_chat_id=after_chat_id, up_to_chat_id=up_to_chat_id, chats=chats)
-        after_chat_id = up_to_chat_id
-
-
-def _insert_batch(image_ids: list[int], batch: ChatBatch) -> int:
-    # One transaction per batch keeps lock time flat; a re-run fills what a crash left.
-    with transaction.atomic():
-        return _insert_missing_messages(
-            image_ids=image_ids, after_chat_id=batch.after_chat_id, up_to_chat_id=batch.up_to_chat_id
-        )
-
-
-def _insert_batches(*, image_ids: list[int], batch_size: int, workers: int) -> Iterator[tuple[ChatBatch, int]]:
-    """Insert every batch, on this connection or, when free to, on `workers` connections in parallel."""
-    batches = _chat_batches(size=batch_size)
+    Yields each chunk's ChunkFailed, or None.
+    """
     # Inside a caller's transaction other connections cannot see its rows: stay on it.
     if workers <= 1 or connection.in_atomic_block:
-        for batch in batches:
-            yield batch, _insert_batch(image_ids, batch)
+        for chunk_id in chunk_ids:
+            yield _run_chunk_to_the_end(chunk_id, owner)
         return
     # The foreign-key checks PostgreSQL runs per row are CPU-bound: one backend per core
-    # divides the wall time. At most 2 × workers batches are in flight, so memory stays flat.
+    # divides the wall time. At most 2 × workers chunks are in flight.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="broadcast") as pool:
         in_flight = deque()
-        for batch in batches:
-            in_flight.append((batch, pool.submit(_insert_batch_on_own_connection, image_ids, batch)))
+        for chunk_id in chunk_ids:
+            in_flight.append(pool.submit(_run_chunk_on_own_connection, chunk_id, owner))
             if len(in_flight) >= 2 * workers:
-                done_batch, future = in_flight.popleft()
-                yield done_batch, future.result()
+                yield in_flight.popleft().result()
         while in_flight:
-            done_batch, future = in_flight.popleft()
-            yield done_batch, future.result()
+            yield in_flight.popleft().result()
 
 
-def _insert_batch_on_own_connection(image_ids: list[int], batch: ChatBatch) -> int:
+def _run_chunk_on_own_connection(chunk_id: int, owner: str) -> ChunkFailed | None:
     try:
-        return _insert_batch(image_ids, batch)
+        return _run_chunk_to_the_end(chunk_id, owner)
     finally:
         connection.close()
 
 
-def _insert_missing_messages(*, image_ids: list[int], after_chat_id: int, up_to_chat_id: int) -> int:
-    """One INSERT … SELECT for a range of chats; pairs that already have a message are left alone."""
+def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
+    """Run one chunk, retrying transient database errors with backoff, waiting out another runner's lease."""
+    delay = 0.5
+    for attempt in range(1, settings.BROADCAST_CHUNK_MAX_ATTEMPTS + 1):
+        try:
+            result = chunk_run(chunk_id=chunk_id, owner=owner, close=False)
+        except ChunkFailed as failure:
+            return failure  # recorded on the chunk; the other chunks go on and the broadcast closes failed
+        except TRANSIENT_DATABASE_ERRORS:
+            if attempt == settings.BROADCAST_CHUNK_MAX_ATTEMPTS or connection.in_atomic_block:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+            connection.close_if_unusable_or_obsolete()
+            continue
+        if result.outcome != "leased":
+            return None
+        # Another runner holds it: it finishes it, or its lease runs out and this run takes over.
+        time.sleep(min(result.lease_seconds_left + 0.1, settings.BROADCAST_CHUNK_LEASE_SECONDS))
+
+
+def _interrupted(broadcast: Broadcast, error: Exception) -> None:
+    """The database went away for longer than the retries: say so, unless workers will carry on."""
+    logger.warning("broadcast.interrupted", broadcast_id=broadcast.pk, error=repr(error))
+    connection.close_if_unusable_or_obsolete()
+    if settings.CELERY_BROKER_URL:
+        try:
+            chunks_enqueue(broadcast_id=broadcast.pk)
+        except BrokerUnavailable:
+            pass  # the sweeper re-queues a broadcast without progress
+        return
     try:
-        # Savepoint: an anti-join insert is cheaper than ON CONFLICT's speculative insertion...
-        with transaction.atomic():
-            return _insert_pairs(image_ids, after_chat_id, up_to_chat_id, on_conflict="")
-    except IntegrityError:
-        # ...but a concurrent send may commit the same pairs first; the unique constraint says so.
-        return _insert_pairs(
-            image_ids, after_chat_id, up_to_chat_id, on_conflict="ON CONFLICT (chat_id, image_id) DO NOTHING"
+        marked = Broadcast.objects.filter(pk=broadcast.pk, status__in=UNFINISHED_BROADCAST_STATUSES).update(
+            status=BroadcastStatus.FAILED,
+            error=f"Interrupted: {error!r}. Run `manage.py resume_broadcasts --id {broadcast.pk}` to finish it.",
+            finished_at=Now(),
+        )
+    except TRANSIENT_DATABASE_ERRORS:
+        return  # still down: the row says running until someone resumes it
+    if marked:
+        broadcast.refresh_from_db()
+        logger.error(
+            "broadcast.failed",
+            broadcast_id=broadcast.pk,
+            staff_user_id=broadcast.sent_by_id,
+            error=broadcast.error,
+            exc_info=error,
         )
 
 
-def _insert_pairs(image_ids, after_chat_id, up_to_chat_id, *, on_conflict: str) -> int:
-    quote = connection.ops.quote_name
-    message_table = quote(Message._meta.db_table)
-    chat_table = quote(Chat._meta.db_table)
-    image_table = quote(Image._meta.db_table)
-    image_placeholders = ", ".join(["%s"] * len(image_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {message_table} (chat_id, image_id, text)
-            SELECT c.id, i.id, COALESCE(NULLIF(i.description, ''), i.title)
-            FROM {chat_table} AS c CROSS JOIN {image_table} AS i
-            WHERE c.id > %s AND c.id <= %s AND i.id IN ({image_placeholders})
-              AND NOT EXISTS (SELECT 1 FROM {message_table} AS m WHERE m.chat_id = c.id AND m.image_id = i.id)
-            ORDER BY c.id, i.id
-            {on_conflict}
-            """,
-            [after_chat_id, up_to_chat_id, *image_ids],
-        )
-        return cursor.rowcount
+def broadcast_resume(*, broadcast: Broadcast) -> SendOutcome:
+    """Finish a failed or stalled broadcast: its failed chunks and expired leases run again.
+
+    With a broker, the chunks are queued for the workers; without one they run here.
+    """
+    with transaction.atomic():
+        broadcast = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
+        if broadcast.status == BroadcastStatus.SUCCEEDED:
+            return SendOutcome(broadcast=broadcast)
+        broadcast.chunks.filter(
+            Q(status=ChunkStatus.FAILED) | Q(status=ChunkStatus.RUNNING, leased_until__lt=Now())
+        ).update(status=ChunkStatus.PENDING, attempts=0, leased_until=None, finished_at=None)
+        if broadcast.status == BroadcastStatus.FAILED:
+            Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.RUNNING, error="", finished_at=None)
+            logger.info("broadcast.resumed", broadcast_id=broadcast.pk)
+    # All chunks done but never closed (its last runner died in between): close it now.
+    broadcast_close_if_done(broadcast_id=broadcast.pk)
+    broadcast.refresh_from_db()
+    if broadcast.status == BroadcastStatus.SUCCEEDED:
+        return SendOutcome(broadcast=broadcast)
+    if not settings.CELERY_BROKER_URL:
+        try:
+            return SendOutcome(broadcast=broadcast_run(broadcast=broadcast))
+        except BroadcastError:
+            broadcast.refresh_from_db()
+            return SendOutcome(broadcast=broadcast)
+    try:
+        chunks_enqueue(broadcast_id=broadcast.pk)
+    except BrokerUnavailable:
+        return SendOutcome(broadcast=broadcast, queued=True, broker_unavailable=True)
+    return SendOutcome(broadcast=broadcast, queued=True)
+
+
+def broadcasts_unfinished():
+    """Broadcasts a resume can finish: queued, running or failed."""
+    return Broadcast.objects.exclude(status=BroadcastStatus.SUCCEEDED).order_by("pk")

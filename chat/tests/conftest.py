@@ -3,7 +3,9 @@ import itertools
 import pytest
 from django.contrib.auth import get_user_model
 
-from chat.models import Image
+from django.utils import timezone
+
+from chat.models import Image, ImageStatus
 
 _sequence = itertools.count(1)
 
@@ -26,6 +28,9 @@ def make_image(db):
         fields.setdefault("source_url", f"https://photos.example/{number}.jpeg")
         fields.setdefault("title", f"Photo {number}")
         fields.setdefault("description", f"Description of photo {number}")
+        if "status" not in fields:
+            # A stored copy by default (only those are broadcast); the key names no real object.
+            fields.update(status=ImageStatus.STORED, file=f"images/test/{number}.jpeg", stored_at=timezone.now())
         return Image.objects.create(**fields)
 
     return make

@@ -47,6 +47,22 @@ def test_staff_send_selected_images_to_all_chats_through_the_admin_pages(staff_c
     assert Broadcast.objects.count() == 2
 
 
+def test_a_send_with_failed_and_pending_images_sends_the_stored_ones_and_says_how_many_were_left_out(
+    staff_client, make_user, make_image
+):
+    make_user()
+    stored, failed, pending = make_image(), make_image(status="failed"), make_image(status="pending")
+    response = staff_client.post(
+        reverse("admin:chat_image_changelist"),
+        {"action": "send_to_all_chats", "_selected_action": [stored.pk, failed.pk, pending.pk]},
+        follow=True,
+    )
+    text = response.content.decode()
+    assert "2 of the selected images have no stored copy (failed or pending) and were not sent." in text
+    assert "Created 2 messages for 2 chats (1 images); 0 already existed." in text
+    assert set(Message.objects.values_list("image_id", flat=True)) == {stored.pk}
+
+
 def test_staff_without_broadcast_permission_do_not_see_the_action(client, django_user_model, make_image):
     from django.contrib.auth.models import Permission
 
@@ -147,7 +163,7 @@ def test_a_send_over_the_queue_threshold_says_it_is_queued(staff_client, setting
         reverse("admin:chat_image_changelist"), {"action": "send_to_all_chats", "_selected_action": [image.pk]}, follow=True
     )
     broadcast = Broadcast.objects.get()
-    assert f"Broadcast #{broadcast.pk} of 1 images is queued for the worker" in response.content.decode()
+    assert f"Broadcast #{broadcast.pk} of 1 images is queued for the workers (1 chunks)" in response.content.decode()
     assert broadcast.status == "queued" and not Message.objects.exists()
 
 

@@ -105,7 +105,7 @@ def test_presigned_mode_redirects_to_a_short_lived_url_for_the_public_endpoint(s
 
 def test_an_image_that_is_not_stored_is_not_found(staff, s3_storage, make_image, settings):
     settings.IMAGE_SERVE_MODE = "stream"
-    pending = make_image()
+    pending = make_image(status=ImageStatus.PENDING)
     failed = make_image(status=ImageStatus.FAILED, last_error="HTTP 404")
     assert staff.get(url_for(pending)).status_code == 404
     assert staff.get(url_for(failed)).status_code == 404

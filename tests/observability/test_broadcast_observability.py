@@ -5,8 +5,9 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.utils import timezone
 
-from chat.models import Image
+from chat.models import Image, ImageStatus
 from chat.tests.subprocess_helpers import run_manage
 
 from .conftest import exception_types, parse_json_lines
@@ -17,7 +18,7 @@ RUN_BROADCAST = """
 from django.contrib.auth import get_user_model
 from chat.services.broadcasts import broadcast_create, broadcast_run
 staff = get_user_model().objects.get(username="staff")
-broadcast_run(broadcast=broadcast_create(image_ids={image_ids}, sent_by=staff), batch_size=2)
+broadcast_run(broadcast=broadcast_create(image_ids={image_ids}, sent_by=staff, chunk_messages=4))
 """
 
 
@@ -26,7 +27,10 @@ def three_chats_two_images():
     users = [get_user_model().objects.create_user(username=name, password="pw-tests-only") for name in ("a", "b")]
     staff = get_user_model().objects.create_user(username="staff", password="pw-tests-only", is_staff=True)
     images = [
-        Image.objects.create(photo_id=number, source_url=f"https://photos.test/{number}.jpeg", title=f"Photo {number}")
+        Image.objects.create(
+            photo_id=number, source_url=f"https://photos.test/{number}.jpeg", title=f"Photo {number}",
+            status=ImageStatus.STORED, file=f"images/{number}.jpeg", stored_at=timezone.now(),
+        )
         for number in (1, 2)
     ]
     return [*users, staff], staff, images

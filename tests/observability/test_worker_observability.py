@@ -5,10 +5,11 @@ import time
 import pytest
 import structlog
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from chat.models import Broadcast, BroadcastStatus, Image
+from chat.models import Broadcast, BroadcastStatus, Image, ImageStatus
+from chat.services.broadcast_queue import chunks_enqueue
 from chat.services.broadcasts import broadcast_create
-from chat.tasks import broadcast_run_task
 from chat.tests.celery_worker import running_celery_worker, wait_until_broadcast_finished
 
 from .conftest import parse_json_lines
@@ -30,12 +31,15 @@ def worker(tmp_path, sentry_ingest):
 def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_queued_it(worker, sentry_ingest):
     staff = get_user_model().objects.create_user(username="staff", password="pw-tests-only", is_staff=True)
     get_user_model().objects.create_user(username="reader", password="pw-tests-only")
-    image = Image.objects.create(photo_id=1, source_url="https://photos.test/1.jpeg", title="One")
+    image = Image.objects.create(
+        photo_id=1, source_url="https://photos.test/1.jpeg", title="One",
+        status=ImageStatus.STORED, file="images/1.jpeg", stored_at=timezone.now(),
+    )
     broadcast = broadcast_create(image_ids=[image.pk], sent_by=staff)
 
     # As the admin request that queues it would: django-structlog carries its context to the worker.
     with structlog.contextvars.bound_contextvars(request_id=REQUEST_ID):
-        broadcast_run_task.delay(broadcast.pk)
+        assert chunks_enqueue(broadcast_id=broadcast.pk) == 1
     assert wait_until_broadcast_finished(broadcast).status == BroadcastStatus.SUCCEEDED
     assert sentry_ingest.wait_for(lambda server: server.transactions, timeout=15)
 
@@ -43,13 +47,14 @@ def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_que
     lines = _wait_for_worker_line(worker, "task_succeeded")
     by_event = {line["event"]: line for line in lines}
     started, finished = by_event["task_started"], by_event["broadcast.finished"]
-    assert started["task"] == "chat.tasks.broadcast_run_task" and started["request_id"] == REQUEST_ID
+    assert started["task"] == "chat.tasks.broadcast_chunk_task" and started["request_id"] == REQUEST_ID
     assert finished["task_id"] == started["task_id"] and finished["request_id"] == REQUEST_ID
     assert (finished["broadcast_id"], finished["created"]) == (broadcast.pk, 2)
     assert by_event["task_succeeded"]["task_id"] == started["task_id"]
 
-    broadcasts = [item for item in sentry_ingest.transactions if item["transaction"] == "broadcast"]
-    assert [item["contexts"]["trace"]["data"]["created"] for item in broadcasts] == [2]
+    # One transaction per chunk (here the only one).
+    chunks = [item for item in sentry_ingest.transactions if item["transaction"] == "broadcast_chunk"]
+    assert [item["contexts"]["trace"]["data"]["created"] for item in chunks] == [2]
     assert Broadcast.objects.get(pk=broadcast.pk).created_count == 2
 
 
