@@ -183,6 +183,7 @@ BROADCAST_STALL_SECONDS = env.int("BROADCAST_STALL_SECONDS", default=120)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_ACKS_LATE = True
 # A task whose worker process died goes back to the queue instead of being acknowledged.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -35,7 +35,11 @@ logger = structlog.get_logger(__name__)
 # Errors a later attempt can get past: a lost connection, a restarted server, a statement
 # cancelled by its timeout, a deadlock or serialization failure.
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_name() -> str:
+    """Host and process: read at each claim, since a prefork pool forks its children after import."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ChunkFailed(Exception):
@@ -132,7 +136,7 @@ def chunk_run(*, chunk_id: int, owner: str, close: bool = True) -> ChunkRun:
         created=created,
         skipped=chunk.skipped_count,
         ms=int((time.monotonic() - started) * 1000),
-        worker=WORKER_NAME,
+        worker=worker_name(),
     )
     closed = broadcast_close_if_done(broadcast_id=chunk.broadcast_id) if close else None
     return ChunkRun(chunk_id=chunk.pk, outcome="ran", created=created, closed=closed)
@@ -161,7 +165,7 @@ def _claim(*, chunk_id: int, owner: str):
             status=ChunkStatus.RUNNING,
             attempts=F("attempts") + 1,
             lease_owner=owner[:255],
-            worker=WORKER_NAME,
+            worker=worker_name(),
             claim_token=token,
             leased_until=lease,
             claimed_at=Now(),

@@ -1,7 +1,8 @@
-"""A real Celery worker in a child process, on its own queue of a real Redis broker, for tests."""
+"""Real Celery workers and beat in child processes, on their own queue of a real Redis broker, for tests."""
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,10 +14,12 @@ from chat.tests.subprocess_helpers import PROJECT_ROOT
 from pru_app.celery import app as celery_app
 
 
-@contextlib.contextmanager
-def running_celery_worker(*, broker_url: str, output_path, env_overrides: dict | None = None):
-    """Start `celery --quiet worker` (as deploy/compose/worker/start does) and publish this process's tasks to it."""
-    queue = f"pru-test-{os.getpid()}-{time.monotonic_ns()}"
+def new_queue_name() -> str:
+    return f"pru-test-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def child_environment(*, broker_url: str, queue: str, env_overrides: dict | None = None) -> dict:
+    """The environment of a worker or beat: this test database, the broker, the queue, JSON logs."""
     database = connection.settings_dict
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_", "SENTRY_"))}
     env.update(
@@ -26,28 +29,76 @@ def running_celery_worker(*, broker_url: str, output_path, env_overrides: dict |
             f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
         ),
         CELERY_BROKER_URL=broker_url,
+        CELERY_TASK_DEFAULT_QUEUE=queue,
         LOG_FORMAT="json",
         **(env_overrides or {}),
     )
-    with open(output_path, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app", "pru_app", "--quiet", "worker", "--pool", "solo", "-Q", queue,
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )
+    return env
+
+
+@contextlib.contextmanager
+def publishing_to(*, broker_url: str, queue: str):
+    """This process's tasks go to broker_url's queue (and not run eagerly) inside the block."""
     previous = {key: celery_app.conf[key] for key in ("broker_url", "task_always_eager", "task_default_queue")}
     celery_app.conf.update(broker_url=broker_url, task_always_eager=False, task_default_queue=queue)
     _forget_broker_connections()
     try:
-        yield process
+        yield
     finally:
         celery_app.conf.update(previous)
         _forget_broker_connections()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+
+@contextlib.contextmanager
+def celery_process(*arguments, broker_url: str, queue: str, output_path, env_overrides: dict | None = None):
+    """`celery --app pru_app --quiet <arguments>` in its own process group; stopped (TERM, then KILL) on exit."""
+    env = child_environment(broker_url=broker_url, queue=queue, env_overrides=env_overrides)
+    with open(output_path, "ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "--app", "pru_app", "--quiet", *arguments],
+            cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        stop_process_group(process)
+
+
+def stop_process_group(process, *, timeout=20):
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, name: str | None = None) -> list[str]:
+    """As deploy/compose/worker/start runs it, on the test's queue."""
+    arguments = ["worker", "--pool", pool, "-Q", queue, "--without-heartbeat", "--without-gossip",
+                 "--without-mingle", "--loglevel", "INFO"]
+    if pool != "solo":
+        arguments += ["--concurrency", str(concurrency)]
+    if name:
+        arguments += ["--hostname", name]
+    return arguments
+
+
+@contextlib.contextmanager
+def running_celery_worker(*, broker_url: str, output_path, env_overrides: dict | None = None, queue: str | None = None,
+                          pool: str = "solo", concurrency: int = 1, name: str | None = None):
+    """Start a worker (as deploy/compose/worker/start does) and publish this process's tasks to it."""
+    queue = queue or new_queue_name()
+    with publishing_to(broker_url=broker_url, queue=queue):
+        with celery_process(
+            *worker_arguments(queue=queue, pool=pool, concurrency=concurrency, name=name),
+            broker_url=broker_url, queue=queue, output_path=output_path, env_overrides=env_overrides,
+        ) as process:
+            yield process
 
 
 def _forget_broker_connections():
@@ -59,7 +110,7 @@ def _forget_broker_connections():
 
 
 def wait_until_broadcast_finished(broadcast, timeout=60):
-    """Poll the database until the worker has finished the broadcast."""
+    """Poll the database until the workers have finished the broadcast."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         broadcast.refresh_from_db()
