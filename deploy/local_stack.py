@@ -98,6 +98,7 @@ class LocalStack:
             self.wait_until_ready(url=self.gunicorn_url + "/healthz")
             if self.env.get("CELERY_BROKER_URL"):
                 self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")])
+                self._spawn("beat", [str(COMPOSE_DIR / "beat" / "start")])
             self._start_nginx()
             self.wait_until_ready()
         except BaseException:
@@ -106,7 +107,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        """nginx first (no new requests), then Gunicorn and the worker, then storage."""
+        """nginx first (no new requests), then Gunicorn, the worker and beat, then storage."""
         nginx = self._processes.pop("nginx", None)
         if nginx is not None:
             _terminate(nginx, signal.SIGQUIT)  # graceful: finish the requests in flight
@@ -177,6 +178,7 @@ class LocalStack:
         env["DJANGO_SETTINGS_MODULE"] = self._overrides.get("DJANGO_SETTINGS_MODULE", "pru_app.settings")
         env.setdefault("DJANGO_SECRET_KEY", self._secret_key())
         env.setdefault("DJANGO_STATIC_ROOT", str(self.run_dir / "static"))
+        env.setdefault("CELERY_BEAT_SCHEDULE_FILE", str(self.run_dir / "celerybeat-schedule"))
         # The start scripts call `python`, `gunicorn` and `celery`: this interpreter's.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
         env["PYTHONUNBUFFERED"] = "1"

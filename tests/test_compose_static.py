@@ -23,7 +23,7 @@ from tests.deploy_files import (
     load_yaml,
 )
 
-REQUIRED_SERVICES = {"nginx", "web", "worker", "init", "db", "redis", "minio", "minio-setup"}
+REQUIRED_SERVICES = {"nginx", "web", "worker", "beat", "init", "db", "redis", "minio", "minio-setup"}
 ONE_SHOT = {"init", "minio-setup"}
 APP_SERVICES = {"web", "worker", "init"}
 
@@ -124,6 +124,8 @@ def test_every_long_running_service_has_a_healthcheck(compose, services):
         ("web", "init", "service_completed_successfully"),
         ("worker", "init", "service_completed_successfully"),
         ("worker", "redis", "service_healthy"),
+        ("beat", "init", "service_completed_successfully"),
+        ("beat", "redis", "service_healthy"),
         ("init", "db", "service_healthy"),
         ("init", "minio-setup", "service_completed_successfully"),
         ("minio-setup", "minio", "service_healthy"),
@@ -251,3 +253,19 @@ def test_start_scripts_fail_fast_and_end_in_exec(script):
     assert script.read_text().startswith("#!")
     assert "set -o errexit -o pipefail -o nounset" in lines[0]
     assert lines[-1].startswith("exec ")
+
+
+def test_the_database_runs_with_the_server_settings_the_benchmark_measures(services):
+    settings_file = PROJECT_ROOT / "deploy" / "postgres" / "server-settings"
+    wanted = [
+        line.strip() for line in settings_file.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    command = [str(part) for part in services["db"]["command"]]
+    assert command[0] == "postgres"
+    assert command[1::2] == ["-c"] * len(wanted) and command[2::2] == wanted
+
+
+def test_exactly_one_beat_runs_the_broadcast_sweeper(services):
+    beat = services["beat"]
+    assert beat["command"] == ["deploy/compose/beat/start"]
+    assert "deploy" not in beat or "replicas" not in beat["deploy"]
