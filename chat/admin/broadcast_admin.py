@@ -115,6 +115,8 @@ class BroadcastAdmin(ModelAdmin):
             else:
                 level = messages.SUCCESS if resumed.status == BroadcastStatus.SUCCEEDED else messages.ERROR
                 self.message_user(
-                    request, f"Broadcast #{resumed.pk} is {resumed.get_status_display().lower()}: "
-                    f"{resumed.created_count} messages created. {resumed.error}".strip(), level
+                    request,
+                    f"Broadcast #{resumed.pk} resumed: {resumed.get_status_display().lower()}, "
+                    f"{resumed.created_count} messages created. {resumed.error}".strip(),
+                    level,
                 )

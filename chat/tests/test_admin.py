@@ -213,3 +213,26 @@ def test_changelist_row_links_are_the_urls_django_reverses(rf, admin_user, make_
             assert expected.startswith(f"{script_name}/admin/chat/message/{message.pk}/change/")
     finally:
         set_script_prefix("/")
+
+
+def test_broadcasts_list_shows_progress_and_resume_finishes_a_stalled_one(staff_client, make_user, make_image):
+    from chat.services.broadcast_chunks import chunk_run
+    from chat.services.broadcasts import broadcast_create
+
+    for _ in range(3):
+        make_user()
+    broadcast = broadcast_create(image_ids=[make_image().pk], chunk_messages=2)  # 4 chats (staff too): 2 chunks
+    first_chunk = broadcast.chunks.order_by("after_chat_id").first()
+    chunk_run(chunk_id=first_chunk.pk, owner="a run that died after its first chunk")
+
+    page = staff_client.get(reverse("admin:chat_broadcast_changelist")).content.decode()
+    assert ">1/2<" in page and "(no runner holds a chunk)" in page
+    detail = staff_client.get(reverse("admin:chat_broadcast_change", args=[broadcast.pk])).content.decode()
+    assert "Chunks not done" in detail and "Pending" in detail
+
+    response = staff_client.post(
+        reverse("admin:chat_broadcast_changelist"), {"action": "resume", "_selected_action": [broadcast.pk]}, follow=True
+    )
+    assert f"Broadcast #{broadcast.pk} resumed: succeeded, 4 messages created." in response.content.decode()
+    broadcast.refresh_from_db()
+    assert broadcast.status == "succeeded" and Message.objects.count() == 4
