@@ -4,6 +4,7 @@ from celery import shared_task
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from chat.services.broadcast_chunks import TRANSIENT_DATABASE_ERRORS, ChunkFailed, chunk_run
+from chat.services.broadcast_queue import chunks_enqueue
 from chat.services.broadcast_recovery import broadcasts_sweep
 from pru_app.sentry_setup import BROADCAST_CHUNK_OP, sentry_job
 
@@ -52,3 +53,9 @@ def broadcast_chunk_task(self, chunk_id: int) -> int:
 def broadcasts_sweep_task() -> dict:
     """Celery beat's sweeper: re-queue chunks whose runner died and broadcasts that stopped moving."""
     return broadcasts_sweep().as_dict()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=RETRIED_ERRORS, retry_backoff=1, max_retries=10)
+def broadcast_run_task(broadcast_id: int) -> int:
+    """The former one-task-per-broadcast entry point, for messages queued before an upgrade: queue its chunks."""
+    return chunks_enqueue(broadcast_id=broadcast_id)

@@ -5,6 +5,24 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# A broadcast left queued or running by the single-task runner has no chunks: without these, the
+# sweeper would find nothing left to run and close it "succeeded" with nothing counted. Each gets
+# one chunk covering every chat (its insert skips what was already sent); the sweeper or
+# resume_broadcasts finishes it.
+def chunk_unfinished_broadcasts(apps, schema_editor):
+    Broadcast = apps.get_model("chat", "Broadcast")
+    BroadcastChunk = apps.get_model("chat", "BroadcastChunk")
+    Chat = apps.get_model("chat", "Chat")
+    last_chat_id = Chat.objects.order_by("-pk").values_list("pk", flat=True).first()
+    for broadcast in Broadcast.objects.filter(status__in=["queued", "running"]):
+        if last_chat_id is None:
+            continue
+        BroadcastChunk.objects.create(
+            broadcast=broadcast, after_chat_id=0, up_to_chat_id=last_chat_id, chat_count=Chat.objects.count()
+        )
+        Broadcast.objects.filter(pk=broadcast.pk).update(chunk_count=1)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -76,4 +94,5 @@ class Migration(migrations.Migration):
             model_name='broadcastchunk',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'running'), _negated=True), ('leased_until__isnull', False), _connector='OR'), name='chunk_running_has_lease'),
         ),
+        migrations.RunPython(chunk_unfinished_broadcasts, migrations.RunPython.noop),
     ]
