@@ -149,24 +149,48 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
     workers = workers or settings.BROADCAST_WORKERS
     owner = f"in-process:{uuid.uuid4().hex}"
     chunk_ids = list(
-        broadcast.chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]).values_list("pk", flat=True)
+        broadcast.chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING])
+        .order_by("after_chat_id")
+        .values_list("pk", flat=True)
     )
-    first_failure = None
+    first_failure = interruption = None
     try:
         for failure in _run_chunks(chunk_ids, owner=owner, workers=workers):
             first_failure = first_failure or failure
     except TRANSIENT_DATABASE_ERRORS as error:
+        interruption = error
         _interrupted(broadcast, error)
-    broadcast.refresh_from_db()
-    if broadcast.status in UNFINISHED_BROADCAST_STATUSES:
-        broadcast_close_if_done(broadcast_id=broadcast.pk, cause=first_failure.__cause__ if first_failure else None)
+    def close():
         broadcast.refresh_from_db()
+        if broadcast.status in UNFINISHED_BROADCAST_STATUSES and interruption is None:
+            broadcast_close_if_done(broadcast_id=broadcast.pk, cause=first_failure.__cause__ if first_failure else None)
+            broadcast.refresh_from_db()
+
+    try:
+        _with_reconnects(close)
+    except TRANSIENT_DATABASE_ERRORS as error:
+        raise BroadcastError(f"Broadcast #{broadcast.pk} was interrupted: the database is unavailable ({error}).") from error
     if broadcast.status == BroadcastStatus.FAILED:
         # From the chunk's error: the event broadcast.failed reported is not reported again.
         raise BroadcastError(
             f"Broadcast #{broadcast.pk} failed after {broadcast.created_count} messages: {broadcast.error}"
-        ) from first_failure
+        ) from (first_failure or interruption)
+    if broadcast.status != BroadcastStatus.SUCCEEDED:
+        reason = f"interrupted ({interruption!r}); the workers finish it" if interruption else "another runner holds chunks"
+        raise BroadcastError(f"Broadcast #{broadcast.pk} is not finished: {reason}.") from interruption
     return broadcast
+
+
+def _with_reconnects(work, *, attempts: int = 3):
+    """work(), again on a new connection after a transient database error (a restart, a killed backend)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except TRANSIENT_DATABASE_ERRORS:
+            if attempt == attempts or connection.in_atomic_block:
+                raise
+            connection.close_if_unusable_or_obsolete()
+            time.sleep(0.5 * attempt)
 
 
 def _run_chunks(chunk_ids: list[int], *, owner: str, workers: int):

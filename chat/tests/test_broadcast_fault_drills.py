@@ -270,3 +270,85 @@ def _wait_for(predicate, *, timeout, what, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _terminate_other_backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def _in_background(function):
+    """Run function(), a send, in a thread with its own connection; returns (thread, outcome list)."""
+    import threading
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(function())
+        except Exception as error:  # the test asserts on it
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_an_in_process_send_whose_database_connections_are_killed_retries_and_finishes(send, settings):
+    from chat.services.broadcasts import broadcast_run
+
+    settings.CELERY_BROKER_URL = ""
+    broadcast = send()
+    thread, outcome = _in_background(lambda: broadcast_run(broadcast=broadcast))
+    _a_running_chunk(broadcast)
+    assert _terminate_other_backends() >= 1
+    thread.join(timeout=60)
+    assert not isinstance(outcome[0], Exception), outcome
+    _assert_complete(broadcast, timeout=5)
+
+
+def test_an_in_process_send_that_loses_its_database_for_good_stops_and_resume_finishes_it(send, settings):
+    from chat.services.broadcasts import BroadcastError, broadcast_run
+
+    settings.CELERY_BROKER_URL = ""
+    settings.BROADCAST_CHUNK_MAX_ATTEMPTS = 3  # retries after 0.5 s and 1 s, then it gives up
+    settings.BROADCAST_CHUNK_LEASE_SECONDS = 2
+    broadcast = send()
+    thread, outcome = _in_background(lambda: broadcast_run(broadcast=broadcast))
+    _a_running_chunk(broadcast)
+    with _connections_refused(connection.settings_dict["NAME"]):
+        _terminate_other_backends()
+        thread.join(timeout=60)
+    assert isinstance(outcome[0], BroadcastError), outcome
+    broadcast.refresh_from_db()
+    # It could not even record the failure: it says running, and no runner holds a live lease for long.
+    assert broadcast.status == BroadcastStatus.RUNNING and Message.objects.count() < CHATS * IMAGES
+
+    call_command("resume_broadcasts", "--id", str(broadcast.pk))
+    _assert_complete(broadcast, timeout=5)
+
+
+@contextlib.contextmanager
+def _connections_refused(database: str):
+    """New connections to the database are refused inside the block (as while a server is down)."""
+    import psycopg2
+
+    settings = connection.settings_dict
+    admin = psycopg2.connect(
+        dbname="postgres", user=settings["USER"], host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432
+    )
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        yield
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        admin.close()
