@@ -10,6 +10,15 @@ class ImageStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     STORED = "stored", "Stored"
     FAILED = "failed", "Failed"
+    # Set by verify_images: the row had a stored copy that is gone or not the bytes recorded.
+    MISSING = "missing", "Missing"
+    CORRUPT = "corrupt", "Corrupt"
+    # Its copy was missing or corrupt and the source no longer has it: nothing left to repair from.
+    LOST = "lost", "Lost"
+
+
+# Rows that name a stored object verify_images checks; only STORED is ever served or sent.
+VERIFIABLE_STATUSES = (ImageStatus.STORED, ImageStatus.MISSING, ImageStatus.CORRUPT)
 
 
 class Image(models.Model):
@@ -31,6 +40,9 @@ class Image(models.Model):
     stored_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When verify_images last compared the stored copy with this row."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -42,6 +54,11 @@ class Image(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=ImageStatus.STORED) | (~Q(file="") & Q(stored_at__isnull=False)),
                 name="image_stored_has_file",
+            ),
+            # Missing, corrupt and lost describe a copy that was stored: they keep its key.
+            models.CheckConstraint(
+                condition=~Q(status__in=[ImageStatus.MISSING, ImageStatus.CORRUPT, ImageStatus.LOST]) | ~Q(file=""),
+                name="image_checked_has_file",
             ),
         ]
 

@@ -15,10 +15,11 @@ from sentry_sdk.tracing import Transaction, TransactionSource
 from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
 
 FETCH_IMAGES_OP = "task.fetch_images"
+VERIFY_IMAGES_OP = "task.verify_images"
 BROADCAST_OP = "task.broadcast"
 # On workers a broadcast is one transaction per chunk (about BROADCAST_CHUNK_MESSAGES messages).
 BROADCAST_CHUNK_OP = "task.broadcast_chunk"
-JOB_OPS = frozenset({FETCH_IMAGES_OP, BROADCAST_OP, BROADCAST_CHUNK_OP})
+JOB_OPS = frozenset({FETCH_IMAGES_OP, VERIFY_IMAGES_OP, BROADCAST_OP, BROADCAST_CHUNK_OP})
 
 # Warnings worth an event of their own (grouped by name); every other warning is a breadcrumb.
 WARNING_EVENTS = frozenset({"image_fetch.failed"})
@@ -212,5 +213,19 @@ def fetch_images_job():
         name="fetch_images",
         op=FETCH_IMAGES_OP,
         monitor_slug=settings.SENTRY_CRON_MONITOR_SLUG,
+        monitor_config=monitor_config,
+    )
+
+
+def verify_images_job():
+    """A verify run as the transaction "verify_images" inside cron check-ins under SENTRY_VERIFY_MONITOR_SLUG."""
+    from django.conf import settings
+
+    schedule = settings.SENTRY_VERIFY_CRON_SCHEDULE
+    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
+    return sentry_job(
+        name="verify_images",
+        op=VERIFY_IMAGES_OP,
+        monitor_slug=settings.SENTRY_VERIFY_MONITOR_SLUG,
         monitor_config=monitor_config,
     )

@@ -160,6 +160,9 @@ IMAGE_FETCH_WORKERS = env.int("IMAGE_FETCH_WORKERS", default=16)
 IMAGE_SERVE_MODE = env.str("IMAGE_SERVE_MODE", default="x-accel")
 if IMAGE_SERVE_MODE not in ("x-accel", "stream", "presigned"):
     raise ImproperlyConfigured(f"IMAGE_SERVE_MODE must be x-accel, stream or presigned, not {IMAGE_SERVE_MODE!r}.")
+# verify_images: concurrent HEAD requests (at most AWS_S3_MAX_POOL_CONNECTIONS are useful) and rows per batch.
+IMAGE_VERIFY_WORKERS = env.int("IMAGE_VERIFY_WORKERS", default=32)
+IMAGE_VERIFY_BATCH_SIZE = env.int("IMAGE_VERIFY_BATCH_SIZE", default=1_000)
 
 # Broadcasts (docs/broadcasts.md). A broadcast is recorded as chunks of chats, each about this
 # many messages: one transaction, one Celery task and one Sentry transaction per chunk.
@@ -237,6 +240,8 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_CRON_MONITOR_SLUG = env.str("SENTRY_CRON_MONITOR_SLUG", default="fetch-images")
 # A crontab ("0 * * * *") lets the first check-in create the monitor with that schedule.
 SENTRY_CRON_SCHEDULE = env.str("SENTRY_CRON_SCHEDULE", default="")
+SENTRY_VERIFY_MONITOR_SLUG = env.str("SENTRY_VERIFY_MONITOR_SLUG", default="verify-images")
+SENTRY_VERIFY_CRON_SCHEDULE = env.str("SENTRY_VERIFY_CRON_SCHEDULE", default="")
 init_sentry(
     dsn=SENTRY_DSN,
     environment=env.str("SENTRY_ENVIRONMENT", default="production"),

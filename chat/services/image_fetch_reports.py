@@ -24,6 +24,7 @@ class PageReport:
     already_stored: int = 0
     duplicates: int = 0
     failed: int = 0
+    lost: int = 0
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ImageFetchSummary:
     already_stored: int = 0
     duplicates: int = 0
     failed: int = 0
+    lost: int = 0
     bytes: int = 0
     seconds: float = 0.0
     failure_kinds: Counter = field(default_factory=Counter)
@@ -53,7 +55,7 @@ class ImageFetchSummary:
     def as_log_fields(self) -> dict:
         return {
             "pages": self.pages, "seen": self.seen, "stored": self.stored, "already_stored": self.already_stored,
-            "duplicates": self.duplicates, "failed": self.failed, "failure_kinds": dict(self.failure_kinds),
+            "duplicates": self.duplicates, "lost": self.lost, "failed": self.failed, "failure_kinds": dict(self.failure_kinds),
             "bytes": self.bytes, "seconds": round(self.seconds, 3),
             "photos_per_second": round(self.photos_per_second, 1),
         }

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import requests
 import sentry_sdk
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage
 
@@ -40,6 +41,15 @@ class PhotoOutcome:
     @property
     def stored(self) -> bool:
         return not self.error
+
+
+def download_limits() -> DownloadLimits:
+    """The limits every download of a photo obeys, from the settings."""
+    return DownloadLimits(
+        max_bytes=settings.IMAGE_FETCH_MAX_BYTES,
+        max_pixels=settings.IMAGE_FETCH_MAX_PIXELS,
+        deadline_seconds=max(settings.IMAGE_FETCH_READ_TIMEOUT * 4, 60.0),
+    )
 
 
 def image_storage_key(*, photo_id: int, source_url: str, extension: str) -> str:
@@ -95,7 +105,12 @@ def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: P
     content = File(downloaded.file)
     content.content_type = downloaded.content_type
     # S3 metadata travels as HTTP headers: ASCII only.
-    content.metadata = {"source-url": quote(photo.url, safe=":/?#[]@!$&'()*+,;=%~"), "photo-id": str(photo.photo_id)}
+    # sha256 travels with the object so verify_images can tell it from other bytes of the same size.
+    content.metadata = {
+        "source-url": quote(photo.url, safe=":/?#[]@!$&'()*+,;=%~"),
+        "photo-id": str(photo.photo_id),
+        "sha256": downloaded.sha256,
+    }
     try:
         saved = storage.save(key, content)
     except Exception as error:  # any storage failure stops the run; the message says which

@@ -19,7 +19,7 @@ from chat.models import Image, ImageStatus
 from chat.outbound_http import OutboundPolicy, outbound_session
 from chat.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
 from chat.services.image_fetch_reports import ImageFetchSummary, PageReport
-from chat.services.image_storing import DownloadLimits, PhotoOutcome, image_store_one
+from chat.services.image_storing import PhotoOutcome, download_limits, image_store_one
 from chat.services.storage import storage_check
 
 logger = structlog.get_logger(__name__)
@@ -166,17 +166,22 @@ class _Run:
             elif image.status == ImageStatus.STORED and not self.refresh:
                 report.already_stored += 1
                 self.on_photo("already stored")
+            elif image.status == ImageStatus.LOST and not self.refresh:
+                # verify_images found its copy gone and the source 404: not retried on every run.
+                report.lost += 1
+                self.on_photo("lost")
             else:
                 self.urls_in_flight.add(url)
                 future = self.executor.submit(
                     contextvars.copy_context().run,
                     image_store_one,
-                    photo=photo, session=self.session, storage=self.storage, limits=_limits(),
+                    photo=photo, session=self.session, storage=self.storage, limits=download_limits(),
                 )
                 future.add_done_callback(self._photo_done)
                 jobs.append((image, future))
         summary.duplicates += report.duplicates
         summary.already_stored += report.already_stored
+        summary.lost += report.lost
         return _PageBatch(report=report, jobs=jobs)
 
     def finish_page(self, batch: _PageBatch) -> Exception | None:
@@ -278,8 +283,8 @@ def _apply(image: Image, outcome: PhotoOutcome, *, now) -> None:
         image.last_error = ""
     else:
         image.last_error = outcome.error[:2000]
-        # A refresh that fails keeps the copy stored before; only rows without one are failed.
-        if image.status != ImageStatus.STORED:
+        # A refresh that fails keeps the copy stored before (and a lost row stays lost); others are failed.
+        if image.status not in (ImageStatus.STORED, ImageStatus.LOST):
             image.status = ImageStatus.FAILED
 
 
@@ -306,10 +311,3 @@ def _pages(client: PhotoApiClient, *, page_size: int, limit: int | None):
         if remaining is not None:
             remaining -= page.entry_count
 
-
-def _limits() -> DownloadLimits:
-    return DownloadLimits(
-        max_bytes=settings.IMAGE_FETCH_MAX_BYTES,
-        max_pixels=settings.IMAGE_FETCH_MAX_PIXELS,
-        deadline_seconds=max(settings.IMAGE_FETCH_READ_TIMEOUT * 4, 60.0),
-    )

@@ -84,6 +84,8 @@ class Command(BaseCommand):
         write(f"  already stored: {summary.already_stored}")
         if summary.duplicates:
             write(f"  duplicates:     {summary.duplicates} (listed more than once; stored once)")
+        if summary.lost:
+            write(f"  lost:           {summary.lost} (verify_images found the copy gone and the source too; not retried)")
         kinds = ", ".join(f"{kind}: {count}" for kind, count in summary.failure_kinds.most_common())
         write(f"  failed:         {summary.failed}" + (f" ({kinds})" if kinds else ""))
         for failure in summary.failures:

@@ -48,7 +48,7 @@ def test_every_photo_of_several_pages_is_stored_with_its_metadata(photo_api, s3_
     assert (image.title, image.api_user_id) == ("Photo number 12", 12 % 40 + 1)
 
     head = s3_server.client().head_object(Bucket=s3_storage.bucket_name, Key=image.file.name)
-    assert head["Metadata"] == {"source-url": photo_api.image_url(12), "photo-id": "12"}
+    assert head["Metadata"] == {"source-url": photo_api.image_url(12), "photo-id": "12", "sha256": image.sha256}
     assert head["ContentType"] == "image/jpeg" and head["ContentLength"] == len(body)
     assert s3_storage.open(image.file.name).read() == body
     assert bucket_keys(s3_server, s3_storage) == stored_keys()
