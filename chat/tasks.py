@@ -59,3 +59,35 @@ def broadcasts_sweep_task() -> dict:
 def broadcast_run_task(broadcast_id: int) -> int:
     """The former one-task-per-broadcast entry point, for messages queued before an upgrade: queue its chunks."""
     return chunks_enqueue(broadcast_id=broadcast_id)
+
+
+# --- Images: fetch and verify, scheduled by Celery beat (CELERY_BEAT_SCHEDULE) ------------------
+
+
+@shared_task(acks_late=True)
+def fetch_images_task() -> dict:
+    """fetch_images as a task: a cron-monitored run; "found a run going" when one is (FetchAlreadyRunning)."""
+    # Imported here so this section stays apart from the broadcast imports at the top.
+    from chat.services.image_fetch_lock import FetchAlreadyRunning
+    from chat.services.images import image_fetch_all
+    from pru_app.sentry_setup import fetch_images_job
+
+    with fetch_images_job():
+        try:
+            return image_fetch_all().as_log_fields()
+        except FetchAlreadyRunning as error:
+            # The run that holds the lock does the work (and checks in); this one is not a failure.
+            return {"skipped": str(error)}
+
+
+@shared_task(acks_late=True)
+def verify_images_task(repair: bool = False, delete_orphans: bool = False) -> dict:
+    """verify_images as a task: a cron-monitored run whose check-in fails when anything is still wrong."""
+    from chat.services.image_verification import VerifyFoundProblems, image_verify_all
+    from pru_app.sentry_setup import verify_images_job
+
+    with verify_images_job():
+        summary = image_verify_all(repair=repair, delete_orphans=delete_orphans)
+        if not summary.clean:
+            raise VerifyFoundProblems(summary)
+    return summary.as_log_fields()

@@ -1,8 +1,11 @@
 from django.contrib import admin, messages
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from chat.admin.base import ModelAdmin
+from chat.admin.image_integrity import IntegrityFilter, ImageIntegrityActions
 from chat.admin.image_preview import image_state_html, stored_image_tag
 from chat.models import Image, ImageStatus
 from chat.services.broadcasts import BroadcastError, broadcast_send
@@ -11,15 +14,15 @@ SEND_ACTION_LABEL = "Send selected images as messages to all chats"
 
 
 @admin.register(Image)
-class ImageAdmin(ModelAdmin):
-    list_display = ["id", "thumbnail", "title", "state", "source_link", "created_at"]
+class ImageAdmin(ImageIntegrityActions, ModelAdmin):
+    list_display = ["id", "thumbnail", "title", "state", "last_verified", "source_link", "created_at"]
     list_display_links = ["id", "title"]
-    list_filter = ["status", "created_at"]
+    list_filter = [IntegrityFilter, "status", "verified_at", "created_at"]
     search_fields = ["title", "description", "source_url"]
-    actions = ["send_to_all_chats"]
+    actions = ["send_to_all_chats", "verify_selected", "fetch_selected_again"]
     readonly_fields = [
         "preview", "photo_id", "source_link", "state", "file", "content_type", "byte_size", "sha256",
-        "width", "height", "stored_at", "attempts", "last_error", "created_at", "updated_at",
+        "width", "height", "stored_at", "verified_at", "attempts", "last_error", "created_at", "updated_at",
     ]
     fields = ["title", "description", *readonly_fields]
 
@@ -41,6 +44,12 @@ class ImageAdmin(ModelAdmin):
     @admin.display(description="State", ordering="status")
     def state(self, image):
         return image_state_html(image)
+
+    @admin.display(description="Last verified", ordering="verified_at")
+    def last_verified(self, image):
+        if image.verified_at is None:
+            return "never" if image.status == ImageStatus.STORED else "–"
+        return date_format(timezone.localtime(image.verified_at), "DATETIME_FORMAT")
 
     @admin.display(description="Source")
     def source_link(self, image):

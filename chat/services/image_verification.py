@@ -7,6 +7,7 @@ a storage that does not answer stops the run before anything of the batch is wri
 
 import contextvars
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
@@ -19,12 +20,24 @@ from django.utils import timezone
 
 from chat.models import VERIFIABLE_STATUSES, Image, ImageStatus
 from chat.outbound_http import OutboundPolicy, outbound_session
+from chat.services.image_fetch_lock import image_fetch_lock
 from chat.services.image_objects import ObjectFacts, object_delete, object_facts, object_keys
 from chat.services.image_repair import REPAIRED_FIELDS, image_apply_repair, image_download_again
 from chat.services.image_verify_reports import ImageProblem, ImageVerifySummary
 from chat.services.storage import StorageUnavailable, storage_check, storage_describe
 
 logger = structlog.get_logger(__name__)
+
+class VerifyFoundProblems(Exception):
+    """A verify run finished and something is still wrong (for callers that must fail, like the scheduled task)."""
+
+    def __init__(self, summary: ImageVerifySummary):
+        self.summary = summary
+        super().__init__(
+            f"{summary.still_wrong} image(s) missing or corrupt, {summary.orphans - summary.orphans_deleted} orphan(s) "
+            f"in {summary.where}"
+        )
+
 
 _ROW_FIELDS = ["id", "photo_id", "source_url", "title", "description", "api_user_id", "status", "file",
                "byte_size", "sha256", "stored_at", "attempts", "last_error"]
@@ -47,7 +60,8 @@ def image_verify_all(
     repair downloads broken ones again from source_url (lost when the source is gone);
     delete_orphans removes objects no row names that are older than orphan_min_age (younger
     ones may belong to a fetch that has not written its rows yet). Raises StorageUnavailable
-    when the storage does not answer; the batches finished before stay written.
+    when the storage does not answer (the batches finished before stay written), and with
+    repair FetchAlreadyRunning while a fetch run is going.
     """
     storage = storage or default_storage
     workers = workers or settings.IMAGE_VERIFY_WORKERS
@@ -59,6 +73,17 @@ def image_verify_all(
     started = time.monotonic()
     logger.info("image_verify.started", where=summary.where, repair=repair, delete_orphans=delete_orphans,
                 read_data=read_data, workers=workers, selected=None if ids is None else len(ids))
+    # --repair downloads: never alongside a fetch run, which would download the same photos.
+    with image_fetch_lock() if repair else nullcontext():
+        return _verify_locked(
+            summary=summary, storage=storage, ids=ids, repair=repair, delete_orphans=delete_orphans,
+            read_data=read_data, workers=workers, batch_size=batch_size, orphan_min_age=orphan_min_age,
+            on_batch=on_batch, started=started,
+        )
+
+
+def _verify_locked(*, summary, storage, ids, repair, delete_orphans, read_data, workers, batch_size,
+                   orphan_min_age, on_batch, started) -> ImageVerifySummary:
     storage_check(storage=storage)
     run = _VerifyRun(summary=summary, storage=storage, repair=repair, read_data=read_data)
     try:

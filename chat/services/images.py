@@ -18,6 +18,7 @@ from django.utils import timezone
 from chat.models import Image, ImageStatus
 from chat.outbound_http import OutboundPolicy, outbound_session
 from chat.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
+from chat.services.image_fetch_lock import image_fetch_lock
 from chat.services.image_fetch_reports import ImageFetchSummary, PageReport
 from chat.services.image_storing import PhotoOutcome, download_limits, image_store_one
 from chat.services.storage import storage_check
@@ -58,14 +59,23 @@ def image_fetch_all(
 
     on_photo(kind) is called from worker threads as each photo finishes, on_page(report)
     after each page's rows are written, on_total(n) once with the API's own count (a hint).
-    Raises PhotoSourceError or StorageUnavailable when the run cannot go on; the pages
-    finished before stay written.
+    Raises PhotoSourceError or StorageUnavailable when the run cannot go on (the pages
+    finished before stay written), FetchAlreadyRunning when another run is going.
     """
     api_url = api_url or settings.IMAGE_API_URL
     workers = workers or settings.IMAGE_FETCH_WORKERS
     if page_size < 1 or workers < 1 or (limit is not None and limit < 1):
         raise ValueError("page_size, workers and limit must be positive")
     storage = storage or default_storage
+    # Two overlapping runs would download the same photos twice; the second says so and stops.
+    with image_fetch_lock():
+        return _fetch_locked(
+            api_url=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh, storage=storage,
+            on_photo=on_photo, on_page=on_page, on_total=on_total,
+        )
+
+
+def _fetch_locked(*, api_url, page_size, limit, workers, refresh, storage, on_photo, on_page, on_total) -> ImageFetchSummary:
     run = _Run(
         summary=ImageFetchSummary(source=api_url),
         storage=storage,

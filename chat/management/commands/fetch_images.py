@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from chat.outbound_http import UnsafeURL, check_url
 from chat.photo_api import MAX_PAGE_SIZE
+from chat.services.image_fetch_lock import FetchAlreadyRunning
 from chat.services.images import DEFAULT_PAGE_SIZE, ImageIngestionError, image_fetch_all
 from chat.services.storage import StorageUnavailable, storage_describe
 from pru_app.sentry_setup import fetch_images_job
@@ -65,6 +66,8 @@ class Command(BaseCommand):
                 )
                 for key, value in summary.as_log_fields().items():
                     job.set_data(key, value)
+        except FetchAlreadyRunning as error:
+            raise CommandError(f"Not started: {error}.") from error
         except StorageUnavailable as error:
             raise CommandError(f"Object storage unavailable, nothing more was stored: {error}") from error
         except ImageIngestionError as error:

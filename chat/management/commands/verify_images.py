@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from chat.services.image_fetch_lock import FetchAlreadyRunning
 from chat.services.image_verification import image_verify_all
 from chat.services.image_verify_reports import ImageVerifySummary
 from chat.services.storage import StorageUnavailable
@@ -62,6 +63,8 @@ class Command(BaseCommand):
                 if not summary.clean:
                     # Inside the job: the cron check-in says "error" when anything is still wrong.
                     raise VerifyFailed(_failure_message(summary, repair=repair, delete_orphans=delete_orphans))
+        except FetchAlreadyRunning as error:
+            raise CommandError(f"Not started: {error} (--repair downloads; run it when the fetch is done).") from error
         except StorageUnavailable as error:
             raise CommandError(
                 f"Object storage did not answer: {error}. No image was marked missing because of it; run again once it is back."
