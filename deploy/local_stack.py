@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,8 +48,16 @@ class StackError(RuntimeError):
     """A part of the local stack did not start or did not become ready."""
 
 
+# Where the stack keeps images when AWS_S3_ENDPOINT_URL names no S3 server of its own:
+# "files": Django's FileSystemStorage under <run dir>/media (DJANGO_MEDIA_ROOT), served by nginx from disk;
+# "moto": moto's S3 server, in memory: every object is gone when the stack stops.
+STORAGE_CHOICES = ("files", "moto")
+# The keys a management command needs to act on the stack (bin/manage reads them from manage.env).
+MANAGE_ENV_PREFIXES = ("DJANGO_", "DATABASE_", "AWS_", "IMAGE_", "SENTRY_", "LOG_", "CELERY_", "BROADCAST_")
+
+
 class LocalStack:
-    """nginx → Gunicorn → Django (+ moto's S3 server unless AWS_S3_ENDPOINT_URL is set); a context manager."""
+    """nginx → Gunicorn → Django (+ moto's S3 server or a media folder, unless AWS_S3_ENDPOINT_URL is set); a context manager."""
 
     def __init__(
         self,
@@ -59,7 +68,11 @@ class LocalStack:
         port: int = 0,
         echo_logs: bool = False,
         ready_timeout: float = 90.0,
+        storage: str = "moto",
     ):
+        if storage not in STORAGE_CHOICES:
+            raise ValueError(f"storage must be one of {STORAGE_CHOICES}, not {storage!r}")
+        self.storage = storage
         self._base_environ = dict(os.environ if environ is None else environ)
         self._overrides = dict(overrides or {})
         self._owns_run_dir = run_dir is None
@@ -159,6 +172,25 @@ class LocalStack:
             raise StackError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
         return result
 
+    def storage_description(self) -> str:
+        if not self.env.get("AWS_STORAGE_BUCKET_NAME"):
+            return f"files under {self.env['DJANGO_MEDIA_ROOT']} (kept across restarts)"
+        where = f"{self.env['AWS_S3_ENDPOINT_URL']}, bucket {self.env['AWS_STORAGE_BUCKET_NAME']}"
+        return where + (" (moto, IN MEMORY: every image is gone when this stops)" if self.s3_server else "")
+
+    def write_manage_env(self, path: Path) -> Path:
+        """The stack's settings as a shell file (0600: it holds the secret key) for bin/manage."""
+        lines = [f"PRU_SERVE_PID={os.getpid()}"]
+        lines += [
+            f"{key}={shlex.quote(value)}" for key, value in sorted(self.env.items()) if key.startswith(MANAGE_ENV_PREFIXES)
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("# Written by bin/serve while it runs; bin/manage reads it. Deleted when bin/serve stops.\n")
+            handle.write("\n".join(lines) + "\n")
+        return path
+
     def stop_storage(self) -> None:
         """Stop the S3 server this stack started (an outage, for readiness tests)."""
         self._require_own_storage().stop()
@@ -183,6 +215,16 @@ class LocalStack:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
         env["PYTHONUNBUFFERED"] = "1"
 
+        env.setdefault("DJANGO_MEDIA_ROOT", str(self.run_dir / "media"))
+        env["NGINX_MEDIA_ROOT"] = env["DJANGO_MEDIA_ROOT"]
+        if not env.get("AWS_S3_ENDPOINT_URL") and self.storage == "files":
+            # No bucket: settings pick FileSystemStorage under DJANGO_MEDIA_ROOT, kept across restarts.
+            env["AWS_STORAGE_BUCKET_NAME"] = ""
+            Path(env["DJANGO_MEDIA_ROOT"]).mkdir(parents=True, exist_ok=True)
+            # The template's S3 location still needs an address; nothing is ever sent to it.
+            env["STORAGE_UPSTREAM"] = "127.0.0.1:9"
+            self._finish_environment(env)
+            return env
         if not env.get("AWS_S3_ENDPOINT_URL"):
             from devservers.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
@@ -192,13 +234,16 @@ class LocalStack:
             env["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
         endpoint = urlsplit(env["AWS_S3_ENDPOINT_URL"])
         env["STORAGE_UPSTREAM"] = endpoint.netloc if endpoint.port else f"{endpoint.hostname}:80"
+        self._finish_environment(env)
+        return env
+
+    def _finish_environment(self, env: dict[str, str]) -> None:
 
         gunicorn_port = free_port()
         env["GUNICORN_BIND"] = f"127.0.0.1:{gunicorn_port}"
         env["NGINX_LISTEN"] = f"127.0.0.1:{self.port}"
         env["NGINX_APP_UPSTREAM"] = env["GUNICORN_BIND"]
         env["NGINX_STATIC_ROOT"] = env["DJANGO_STATIC_ROOT"]
-        return env
 
     def _secret_key(self) -> str:
         # Kept in the run directory so sessions survive a restart of bin/serve.

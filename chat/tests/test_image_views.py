@@ -112,8 +112,9 @@ def test_an_image_that_is_not_stored_is_not_found(staff, s3_storage, make_image,
     assert staff.get(reverse("chat:stored_image", args=[999_999])).status_code == 404
 
 
-def test_the_file_system_storage_is_streamed_whatever_the_mode(staff, stored_image, settings, tmp_path):
-    settings.IMAGE_SERVE_MODE = "x-accel"
+@pytest.mark.parametrize("mode", ["stream", "presigned"])
+def test_the_file_system_storage_is_streamed_without_x_accel(staff, stored_image, settings, tmp_path, mode):
+    settings.IMAGE_SERVE_MODE = mode
     settings.MEDIA_ROOT = str(tmp_path)
     settings.STORAGES = {
         **settings.STORAGES,
@@ -124,6 +125,22 @@ def test_the_file_system_storage_is_streamed_whatever_the_mode(staff, stored_ima
     response = staff.get(url_for(stored_image(default_storage)))
     assert response.status_code == 200 and "X-Accel-Redirect" not in response
     assert b"".join(response.streaming_content) == JPEG
+
+
+def test_the_file_system_storage_in_x_accel_mode_hands_nginx_the_path_below_media_root(staff, stored_image, settings, tmp_path):
+    settings.IMAGE_SERVE_MODE = "x-accel"
+    settings.MEDIA_ROOT = str(tmp_path)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"allow_overwrite": True}},
+    }
+    from django.core.files.storage import default_storage
+
+    image = stored_image(default_storage)
+    response = staff.get(url_for(image))
+    assert response.status_code == 200 and response.content == b""
+    assert response["X-Accel-Redirect"] == f"/internal-media/{image.file.name}"
+    assert (tmp_path / image.file.name).read_bytes() == JPEG
 
 
 def test_only_get_is_allowed(staff, s3_storage, stored_image):

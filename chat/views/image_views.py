@@ -1,10 +1,10 @@
 """Stored images for staff: Django authorises, the private bucket delivers (through nginx or a signed URL)."""
 
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.http import FileResponse, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
@@ -14,6 +14,8 @@ from chat.models import Image, ImageStatus
 
 # nginx's internal location that proxies to the storage endpoint (deploy/nginx).
 X_ACCEL_PREFIX = "/internal-storage"
+# nginx's internal location that serves MEDIA_ROOT from disk (FileSystemStorage).
+X_ACCEL_FILE_PREFIX = "/internal-media"
 # nginx follows the internal redirect at once; the signature need not live long.
 X_ACCEL_URL_EXPIRY = 60
 _public_storages: dict[tuple, S3Storage] = {}
@@ -37,9 +39,11 @@ def stored_image(request, pk: int):
     image = get_object_or_404(Image.objects.only("file", "content_type", "status"), pk=pk, status=ImageStatus.STORED)
     mode = settings.IMAGE_SERVE_MODE
     if not isinstance(default_storage, S3Storage):
-        # x-accel and presigned need an S3 endpoint; the file system is streamed.
-        mode = "stream"
-    if mode == "x-accel":
+        # The file system has no signed URLs: nginx serves it from disk, or Django streams it.
+        mode = "x-accel-file" if mode == "x-accel" and isinstance(default_storage, FileSystemStorage) else "stream"
+    if mode == "x-accel-file":
+        response = _x_accel_file_response(image)
+    elif mode == "x-accel":
         response = _x_accel_response(image)
     elif mode == "presigned":
         response = _presigned_redirect(image)
@@ -55,6 +59,13 @@ def _x_accel_response(image: Image) -> HttpResponse:
     signed = urlsplit(default_storage.url(image.file.name, expire=X_ACCEL_URL_EXPIRY))
     response = HttpResponse(content_type=image.content_type or "application/octet-stream")
     response["X-Accel-Redirect"] = f"{X_ACCEL_PREFIX}{signed.path}?{signed.query}"
+    return response
+
+
+def _x_accel_file_response(image: Image) -> HttpResponse:
+    # nginx's internal location aliases MEDIA_ROOT (NGINX_MEDIA_ROOT): the key is the path below it.
+    response = HttpResponse(content_type=image.content_type or "application/octet-stream")
+    response["X-Accel-Redirect"] = f"{X_ACCEL_FILE_PREFIX}/{quote(image.file.name)}"
     return response
 
 
