@@ -5,6 +5,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from pru_app.beat_schedules import image_beat_schedule
 from pru_app.logging_setup import build_logging_config, configure_structlog
 from pru_app.sentry_setup import init_sentry
 from pru_app.storage_setup import s3_storage_options
@@ -201,6 +202,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # the sweeper not run. Redis's default is an hour.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
 }
+# Celery beat (the compose `beat` service): the image jobs as crontab lines in UTC; empty turns one off.
+IMAGE_FETCH_SCHEDULE = env.str("IMAGE_FETCH_SCHEDULE", default="0 3 * * *")
+IMAGE_VERIFY_SCHEDULE = env.str("IMAGE_VERIFY_SCHEDULE", default="30 4 * * *")
+# The scheduled verify downloads missing and corrupt images again (verify_images --repair).
+IMAGE_VERIFY_SCHEDULE_REPAIR = env.bool("IMAGE_VERIFY_SCHEDULE_REPAIR", default=True)
 CELERY_BEAT_SCHEDULE = {
     "broadcasts-sweep": {
         "task": "chat.tasks.broadcasts_sweep_task",
@@ -208,6 +214,9 @@ CELERY_BEAT_SCHEDULE = {
         # A sweep that waited a whole interval in the queue is replaced by the next one.
         "options": {"expires": BROADCAST_SWEEP_SECONDS},
     },
+    **image_beat_schedule(
+        fetch=IMAGE_FETCH_SCHEDULE, verify=IMAGE_VERIFY_SCHEDULE, verify_repair=IMAGE_VERIFY_SCHEDULE_REPAIR
+    ),
 }
 
 # Behind nginx: trust its X-Forwarded-Proto and Host, nothing from the client directly.
