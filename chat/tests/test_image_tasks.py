@@ -19,7 +19,9 @@ from devservers.s3 import ACCESS_KEY, SECRET_KEY
 from pru_app.beat_schedules import crontab_from_line, image_beat_schedule
 from pru_app.celery import app as celery_app
 
-BROKER_URL = "redis://127.0.0.1:6379/15"
+# Not test_tasks.py's database: kombu keeps one global pool per broker URL, and the worker helper
+# closes it on exit, so a second worker test on the same URL in one session found it closed.
+BROKER_URL = "redis://127.0.0.1:6379/14"
 
 
 def wait_for(predicate, *, timeout=60, what="condition"):
