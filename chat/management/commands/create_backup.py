@@ -1,0 +1,39 @@
+"""Back up the database (pg_dump) and every image object (mirrored into a folder)."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from chat.services.backups import BackupError, backup_create
+from chat.services.storage import StorageUnavailable
+
+
+class Command(BaseCommand):
+    help = "Write a backup folder <dir>/<UTC time>: database.dump (pg_dump) and objects/ with manifest.jsonl."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--to", required=True, type=Path, help="folder that receives the backup folder")
+        parser.add_argument("--name", help="the backup folder's name (default: the UTC time)")
+        parser.add_argument(
+            "--existing-dump", action="store_true",
+            help="the folder already holds database.dump, made by the server's own pg_dump (compose's backup-database)",
+        )
+        only = parser.add_mutually_exclusive_group()
+        only.add_argument("--database-only", action="store_true")
+        only.add_argument("--objects-only", action="store_true")
+
+    def handle(self, *args, to, name, existing_dump, database_only, objects_only, **options):
+        if existing_dump and not name:
+            raise CommandError("--existing-dump needs --name: the folder the dump is in")
+        try:
+            report = backup_create(
+                destination=to, name=name, database=not objects_only, objects=not database_only, existing_dump=existing_dump
+            )
+        except (BackupError, StorageUnavailable) as error:
+            raise CommandError(f"Backup failed, nothing was marked complete: {error}") from error
+        self.stdout.write(self.style.SUCCESS(f"Backup written to {report.path}"))
+        if report.database_file:
+            self.stdout.write(f"  database: {report.database_file}")
+        if not database_only:
+            self.stdout.write(f"  objects:  {report.objects} ({report.bytes} bytes)")
+        self.stdout.write(f"  seconds:  {report.seconds:.2f}")
