@@ -91,7 +91,7 @@ def _fetch_locked(*, api_url, page_size, limit, workers, refresh, storage, on_ph
     client = PhotoApiClient(list_url=api_url, session=outbound_session(OutboundPolicy.from_settings(pool_size=2)))
     run.session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
     try:
-        with _fewer_gil_handoffs(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-fetch") as executor:
+        with fewer_gil_handoffs(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-fetch") as executor:
             run.executor = executor
             run.go(client=client, page_size=page_size, limit=limit)
     finally:
@@ -257,7 +257,7 @@ class _Run:
 
 
 @contextmanager
-def _fewer_gil_handoffs():
+def fewer_gil_handoffs():
     """Let a thread keep the GIL up to 50 ms instead of 5 ms while the workers run.
 
     The workers mostly wait on sockets and give the GIL up there anyway; forcing a
