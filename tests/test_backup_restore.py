@@ -1,14 +1,12 @@
 """The backup drill: bin/backup, wipe the database and the bucket, bin/restore, and every image is intact, hash-equal."""
 
 import hashlib
-import os
 import shutil
 import subprocess
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-import pytest
 from psycopg2 import sql
 
 from deploy.local_stack import PROJECT_ROOT

@@ -5,7 +5,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from chat.admin.base import ModelAdmin
-from chat.admin.image_integrity import IntegrityFilter, ImageIntegrityActions
+from chat.admin.image_integrity import ImageIntegrityActions, IntegrityFilter
 from chat.admin.image_preview import image_state_html, stored_image_tag
 from chat.models import Image, ImageStatus
 from chat.services.broadcasts import BroadcastError, broadcast_send

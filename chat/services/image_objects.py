@@ -4,7 +4,8 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.storage import FileSystemStorage, Storage

@@ -7,9 +7,9 @@ a storage that does not answer stops the run before anything of the batch is wri
 
 import contextvars
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import timedelta
 
 import structlog
@@ -23,8 +23,8 @@ from chat.outbound_http import OutboundPolicy, outbound_session
 from chat.services.image_fetch_lock import image_fetch_lock
 from chat.services.image_objects import ObjectFacts, object_delete, object_facts, object_keys
 from chat.services.image_repair import REPAIRED_FIELDS, image_apply_repair, image_download_again
-from chat.services.images import fewer_gil_handoffs
 from chat.services.image_verify_reports import ImageProblem, ImageVerifySummary
+from chat.services.images import fewer_gil_handoffs
 from chat.services.storage import StorageUnavailable, storage_check, storage_describe
 
 logger = structlog.get_logger(__name__)
