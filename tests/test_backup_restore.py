@@ -92,3 +92,30 @@ def test_a_wiped_database_and_bucket_come_back_from_the_backup_intact(photo_api,
         for key, digest, _ in after:
             body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
             assert hashlib.sha256(body).hexdigest() == digest
+
+
+def test_bin_serves_default_sqlite_and_media_folder_come_back_from_the_backup_intact(photo_api, tmp_path):
+    photo_api.listing = list(range(1, 7))
+    database, media, backups = tmp_path / "db.sqlite3", tmp_path / "media", tmp_path / "backups"
+    environment = clean_environment() | {
+        "DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_SECRET_KEY": "backup-drill-only-" + "x" * 40,
+        "DATABASE_URL": f"sqlite:///{database}", "DJANGO_MEDIA_ROOT": str(media), "LOG_FORMAT": "json",
+        "IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "BACKUP_DIR": str(backups), "PRU_SERVE_RUN_DIR": str(tmp_path / "no-serve"),
+    }
+    for step in (("migrate", "--verbosity", "0"), ("fetch_images", "--no-progress")):
+        result = _manage(environment, *step)
+        assert result.returncode == 0, result.stderr[-3000:]
+    files = {path.relative_to(media): hashlib.sha256(path.read_bytes()).hexdigest() for path in media.rglob("*.jpg")}
+    assert len(files) == 6
+
+    backed_up = _run([str(PROJECT_ROOT / "bin" / "backup"), "--name", "drill"], environment)
+    assert backed_up.returncode == 0, backed_up.stderr[-3000:]
+    assert (backups / "drill" / "database.sqlite3").is_file()
+    database.unlink()
+    shutil.rmtree(media)
+
+    restored = _run([str(PROJECT_ROOT / "bin" / "restore"), str(backups / "drill"), "--yes"], environment)
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert "All images intact." in restored.stdout and "checked:        6" in restored.stdout
+    assert {path.relative_to(media): hashlib.sha256(path.read_bytes()).hexdigest() for path in media.rglob("*.jpg")} == files
