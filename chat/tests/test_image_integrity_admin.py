@@ -87,3 +87,21 @@ def test_fetch_selected_again_reports_a_source_that_is_gone(staff_client, four_s
     assert text.startswith("Downloaded 0 of 1 image(s) again; 1 failed (1 lost: the source no longer has them).")
     damaged.refresh_from_db()
     assert damaged.status == ImageStatus.LOST
+
+
+def test_verify_selected_during_a_storage_outage_says_so_and_marks_nothing(staff_client, photo_api, s3_storage, settings):
+    from devservers.s3 import S3Server
+
+    settings.IMAGE_FETCH_RETRIES = 1
+    with S3Server() as outage:
+        outage.create_bucket(s3_storage.bucket_name)
+        options = {**settings.STORAGES["default"]["OPTIONS"], "endpoint_url": outage.endpoint_url}
+        settings.STORAGES = {**settings.STORAGES, "default": {**settings.STORAGES["default"], "OPTIONS": options}}
+        photo_api.listing = [1, 2]
+        image_fetch_all(api_url=photo_api.url, workers=2)
+        outage.stop()
+        response = run_action(staff_client, "verify_selected", list(Image.objects.all()))
+    [text] = messages_of(response)
+    assert text.startswith("Object storage did not answer; nothing was marked:")
+    assert set(Image.objects.values_list("status", flat=True)) == {ImageStatus.STORED}
+    assert not Image.objects.filter(verified_at__isnull=False).exists()
