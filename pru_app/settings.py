@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from pru_app.beat_schedules import image_beat_schedule
 from pru_app.logging_setup import build_logging_config, configure_structlog
+from pru_app.secret_values import PlaceholderSecret, env_secret, example_values, refuse_placeholder_secrets
 from pru_app.sentry_setup import init_sentry
 from pru_app.storage_setup import s3_storage_options
 
@@ -18,12 +19,12 @@ if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is missing: set it in the environment "
-            "(or set DJANGO_DEBUG=true for local development)."
+            "DJANGO_SECRET_KEY is missing: set it in the environment (bin/init-env writes one into .env), "
+            "or set DJANGO_DEBUG=true for local development."
         )
     SECRET_KEY = "insecure-development-only-key-never-used-when-debug-is-off"
 
@@ -75,12 +76,28 @@ TEMPLATES = [
     },
 ]
 
-# Database: PostgreSQL in production and tests; an embedded SQLite file when unset.
-DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-    )
-}
+# Database: PostgreSQL in production and tests; an embedded SQLite file when unset. Either one
+# URL, or its parts (compose passes parts: a password needs no escaping there, whatever it holds).
+DATABASE_HOST = env.str("DATABASE_HOST", default="")
+if DATABASE_HOST:
+    if env.str("DATABASE_URL", default=""):
+        raise ImproperlyConfigured("Set DATABASE_URL or DATABASE_HOST (with DATABASE_PORT, _NAME, _USER, _PASSWORD), not both.")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": DATABASE_HOST,
+            "PORT": env.str("DATABASE_PORT", default="") or "5432",
+            "NAME": env.str("DATABASE_NAME", default="") or "pru_app",
+            "USER": env.str("DATABASE_USER", default="") or "pru_app",
+            "PASSWORD": env_secret("DATABASE_PASSWORD"),
+        }
+    }
+else:
+    DATABASES = {
+        "default": env.db_url(
+            "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+        )
+    }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -108,7 +125,7 @@ MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
 AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="") or None
-AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="") or None
+AWS_SECRET_ACCESS_KEY = env_secret("AWS_SECRET_ACCESS_KEY") or None
 AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="us-east-1")
 # The public address browsers use for presigned URLs when it differs from the
 # internal endpoint (for example http://localhost:9000 versus http://minio:9000).
@@ -136,6 +153,25 @@ if USE_S3_STORAGE:
 else:
     # Overwrite, like file_overwrite above: deterministic keys, never a second copy.
     DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"allow_overwrite": True}}
+
+# Production refuses a secret copied from the example files or shaped like a placeholder: the
+# quick start must never run with a password anyone can read in the repository (bin/init-env).
+if not DEBUG:
+    _examples = example_values([BASE_DIR / ".env.example"])
+    # Compose hands .env's POSTGRES_PASSWORD to the app as DATABASE_PASSWORD.
+    _examples["DATABASE_PASSWORD"] = _examples.get("POSTGRES_PASSWORD", "")
+    _database_password_key = "DATABASE_PASSWORD" if DATABASE_HOST else "DATABASE_URL (its password)"
+    try:
+        refuse_placeholder_secrets(
+            {
+                "DJANGO_SECRET_KEY": SECRET_KEY,
+                _database_password_key: DATABASES["default"].get("PASSWORD") or "",
+                "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
+            },
+            examples=_examples,
+        )
+    except PlaceholderSecret as error:
+        raise ImproperlyConfigured(str(error)) from error
 
 STORAGES = {
     "default": DEFAULT_STORAGE,

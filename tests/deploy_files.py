@@ -11,9 +11,9 @@ DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 MINIO_ENV_EXAMPLE = PROJECT_ROOT / "deploy" / "compose" / "minio.env.example"
 
-# env.str("KEY", ...), env.bool(\n "KEY"), env("KEY"), os.environ.get("KEY"), os.getenv("KEY"), os.environ["KEY"]
+# env.str("KEY", ...), env.bool(\n "KEY"), env("KEY"), env_secret("KEY"), os.environ.get("KEY"), os.getenv("KEY"), os.environ["KEY"]
 _ENV_READ = re.compile(
-    r"""(?:\benv(?:\.\w+)?\(\s*|os\.environ\.get\(\s*|os\.getenv\(\s*|os\.environ\[\s*)["']([A-Z][A-Z0-9_]*)["']"""
+    r"""(?:\benv(?:\.\w+|_secret)?\(\s*|os\.environ\.get\(\s*|os\.getenv\(\s*|os\.environ\[\s*)["']([A-Z][A-Z0-9_]*)["']"""
 )
 _SHELL_READ = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?=+][^}]*)?\}")
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)")

@@ -147,7 +147,10 @@ def test_app_services_get_the_env_file_and_in_network_addresses(services):
         service = services[name]
         assert ".env" in _env_files(service), f"{name} does not read .env"
         environment = _environment(service)
-        assert "@db:5432/" in environment["DATABASE_URL"]
+        # Parts, not a URL: .env's DATABASE_URL (for use outside compose) is blanked.
+        assert environment["DATABASE_URL"] == ""
+        assert environment["DATABASE_HOST"] == "db"
+        assert environment["DATABASE_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
         assert environment["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
         assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379")
 
