@@ -23,6 +23,8 @@ RUN DJANGO_SECRET_KEY=collectstatic-only-not-a-secret \
 
 FROM ${NGINX_IMAGE} AS nginx
 COPY deploy/nginx/default.conf.template /etc/nginx/templates/default.conf.template
+# Run by the image's entrypoint after the templates (20-envsubst…): the trusted-proxy list.
+COPY --chmod=755 deploy/nginx/trusted-proxies.sh /docker-entrypoint.d/25-pru-trusted-proxies.sh
 COPY --from=build /app/staticfiles /srv/static
 ENV NGINX_STATIC_ROOT=/srv/static
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

@@ -1,11 +1,14 @@
 """Render deploy/nginx/default.conf.template the way the official nginx image does, for Debian's nginx."""
 
 import re
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 TEMPLATE_PATH = DEPLOY_DIR / "nginx" / "default.conf.template"
+# Writes the real-IP settings from NGINX_TRUSTED_PROXIES (the image runs it from /docker-entrypoint.d/).
+TRUSTED_PROXIES_SCRIPT = DEPLOY_DIR / "nginx" / "trusted-proxies.sh"
 
 # The compose service sets NGINX_ENVSUBST_FILTER to this same expression, so the official image's
 # envsubst and this renderer substitute exactly the same names; nginx's $variables are left alone.
@@ -81,6 +84,7 @@ def write_config(
     for name in ("conf.d", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / name).mkdir(parents=True, exist_ok=True)
     (run_dir / "conf.d" / "default.conf").write_text(render_template(environ))
+    write_trusted_proxies(run_dir / "conf.d" / "pru-trusted-proxies.conf", environ.get("NGINX_TRUSTED_PROXIES", ""))
     main_config = run_dir / "nginx.conf"
     main_config.write_text(
         MAIN_CONFIG.format(
@@ -92,6 +96,17 @@ def write_config(
         )
     )
     return main_config
+
+
+def write_trusted_proxies(path: Path, trusted_proxies: str) -> None:
+    """Run the image's own script, so both ways of running nginx trust exactly the same peers."""
+    result = subprocess.run(
+        ["sh", str(TRUSTED_PROXIES_SCRIPT)],
+        env={"PATH": "/usr/bin:/bin", "NGINX_TRUSTED_PROXIES": trusted_proxies, "NGINX_TRUSTED_PROXIES_CONF": str(path)},
+        capture_output=True, text=True, timeout=30,
+    )
+    if result.returncode != 0:
+        raise ValueError(result.stderr.strip())
 
 
 def _mime_types_path() -> str:

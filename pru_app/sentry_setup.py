@@ -64,11 +64,20 @@ def init_sentry(
     return True
 
 
+# Transactions that start from a request: their parent's sampling decision is the client's to
+# forge (a `sentry-trace: …-1` header), so it is never followed there.
+REQUEST_OPS = frozenset({"http.server", "websocket.server"})
+
+
 def _traces_sampler(*, default_rate: float, job_rate: float):
     def sampler(sampling_context: dict) -> float:
         # Fetches and broadcasts are rare and worth seeing whole; requests follow the rate.
-        if (sampling_context.get("transaction_context") or {}).get("op") in JOB_OPS:
+        op = (sampling_context.get("transaction_context") or {}).get("op")
+        if op in JOB_OPS:
             return job_rate
+        if op in REQUEST_OPS:
+            return default_rate
+        # A Celery task continues the trace of our own process that queued it.
         if sampling_context.get("parent_sampled") is not None:
             return float(sampling_context["parent_sampled"])
         return default_rate

@@ -36,7 +36,7 @@ def test_rendering_keeps_nginx_variables_and_substitutes_only_ours(compose_nginx
     environment = _compose_values(compose_nginx_environment) | {"request_id": "evil", "host": "evil", "HOME": "/x"}
     rendered = render_template(environment)
     assert "${" not in rendered
-    for nginx_variable in ("$request_id", "$http_host", "$binary_remote_addr", "$proxy_add_x_forwarded_for", "$uri"):
+    for nginx_variable in ("$request_id", "$http_host", "$binary_remote_addr", "$remote_addr", "$uri"):
         assert nginx_variable in rendered
     assert "evil" not in rendered
     assert "proxy_pass http://minio:9000/;" in rendered
