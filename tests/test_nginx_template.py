@@ -92,3 +92,42 @@ def test_nginx_rejects_a_broken_render(compose_nginx_environment, tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "rate" in result.stderr
+
+
+def test_no_proxy_is_trusted_by_default(compose_nginx_environment, tmp_path):
+    environment = _compose_values(compose_nginx_environment)
+    assert environment["NGINX_TRUSTED_PROXIES"] == ""
+    environment |= {"NGINX_STATIC_ROOT": str(tmp_path)}
+    write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
+    generated = (tmp_path / "nginx" / "conf.d" / "pru-trusted-proxies.conf").read_text()
+    assert "set_real_ip_from" not in generated and "real_ip_header" not in generated
+
+
+def test_a_trusted_proxy_list_becomes_real_ip_settings_nginx_accepts(compose_nginx_environment, tmp_path):
+    environment = _compose_values(compose_nginx_environment) | {
+        "NGINX_APP_UPSTREAM": "127.0.0.1:8000", "STORAGE_UPSTREAM": "127.0.0.1:9000", "NGINX_LISTEN": "127.0.0.1:8080",
+        "NGINX_STATIC_ROOT": str(tmp_path), "NGINX_TRUSTED_PROXIES": "10.0.0.5, 172.16.0.0/12 2001:db8::/32",
+    }
+    config = write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
+    generated = (tmp_path / "nginx" / "conf.d" / "pru-trusted-proxies.conf").read_text()
+    assert [line for line in generated.splitlines() if line.startswith("set_real_ip_from")] == [
+        "set_real_ip_from 10.0.0.5;", "set_real_ip_from 172.16.0.0/12;", "set_real_ip_from 2001:db8::/32;",
+    ]
+    assert "real_ip_header X-Forwarded-For;" in generated and "real_ip_recursive on;" in generated
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path / "nginx"), "-c", str(config), "-e", "stderr"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.1;include /etc/passwd", "proxy.example.com", "$remote_addr"])
+def test_an_entry_that_is_not_an_address_is_refused_by_name(compose_nginx_environment, tmp_path, entry):
+    environment = _compose_values(compose_nginx_environment) | {"NGINX_STATIC_ROOT": str(tmp_path), "NGINX_TRUSTED_PROXIES": entry}
+    with pytest.raises(ValueError, match="NGINX_TRUSTED_PROXIES entry"):
+        write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
+
+
+def test_the_nginx_image_runs_the_same_trusted_proxies_script_after_the_templates():
+    from tests.deploy_files import DOCKERFILE
+
+    text = DOCKERFILE.read_text()
+    assert "COPY --chmod=755 deploy/nginx/trusted-proxies.sh /docker-entrypoint.d/25-" in text
