@@ -162,3 +162,14 @@ def test_minio_setup_refuses_a_placeholder_before_touching_minio(key):
     assert result.returncode == 1
     assert f"minio-setup: {key} is a placeholder" in result.stderr
     assert "mc" not in result.stderr.replace("minio-setup", "")
+
+
+def test_check_deploy_passes_with_what_init_env_writes_once_https_is_on(tmp_path):
+    """What CI holds every change to: the generated secrets, with .env's localhost-only HTTP lines deleted."""
+    _init_env(tmp_path)
+    env = {key: value for key, value in env_file_keys(tmp_path / ".env").items()
+           if value and not key.startswith(("DJANGO_SECURE_", "DJANGO_SESSION_COOKIE_", "DJANGO_CSRF_COOKIE_"))}
+    env |= {"DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_ALLOWED_HOSTS": "pru.example.com",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://pru.example.com"}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=env)
+    assert result.returncode == 0, result.stdout + result.stderr
