@@ -27,6 +27,9 @@ if not SECRET_KEY:
             "or set DJANGO_DEBUG=true for local development."
         )
     SECRET_KEY = "insecure-development-only-key-never-used-when-debug-is-off"
+# Rotation: the new key in DJANGO_SECRET_KEY, the old ones here until their sessions and signed
+# links have expired (comma-separated).
+SECRET_KEY_FALLBACKS = [key for key in env_secret("DJANGO_SECRET_KEY_FALLBACKS").split(",") if key]
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else []
@@ -165,6 +168,7 @@ if not DEBUG:
         refuse_placeholder_secrets(
             {
                 "DJANGO_SECRET_KEY": SECRET_KEY,
+                **{f"DJANGO_SECRET_KEY_FALLBACKS ({number})": key for number, key in enumerate(SECRET_KEY_FALLBACKS, 1)},
                 _database_password_key: DATABASES["default"].get("PASSWORD") or "",
                 "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
             },

@@ -119,6 +119,7 @@ def test_settings_refuse_a_copy_of_env_example_naming_the_keys():
         ("DJANGO_SECRET_KEY", "Change-Me-" + "x" * 60, "DJANGO_SECRET_KEY"),
         ("DJANGO_SECRET_KEY", env_file_keys(ENV_EXAMPLE)["DJANGO_SECRET_KEY"], "DJANGO_SECRET_KEY"),
         ("AWS_SECRET_ACCESS_KEY", "dev-only-storage-secret", "AWS_SECRET_ACCESS_KEY"),
+        ("DJANGO_SECRET_KEY_FALLBACKS", "old-" + "z" * 50 + ",dev-only-old-key", "DJANGO_SECRET_KEY_FALLBACKS (2)"),
         ("DATABASE_URL", "postgres://pru_app:change-me-postgres-password@db:5432/pru_app", "DATABASE_URL (its password)"),
         ("DATABASE_PASSWORD", env_file_keys(ENV_EXAMPLE)["POSTGRES_PASSWORD"], "DATABASE_PASSWORD"),
     ],
