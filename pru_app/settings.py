@@ -1,9 +1,11 @@
 """Settings for pru_app: every value comes from the environment (see .env.example)."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from pru_app.beat_schedules import image_beat_schedule
 from pru_app.logging_setup import build_logging_config, configure_structlog
@@ -52,6 +54,8 @@ MIDDLEWARE = [
     # /healthz before everything else (see the class).
     "chat.middleware.LivenessProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # SECURE_CSP below; nginx adds the same policy only where Django did not answer.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -204,6 +208,23 @@ if IMAGE_SERVE_MODE not in ("x-accel", "stream", "presigned"):
 # verify_images: concurrent HEAD requests (at most AWS_S3_MAX_POOL_CONNECTIONS are useful) and rows per batch.
 IMAGE_VERIFY_WORKERS = env.int("IMAGE_VERIFY_WORKERS", default=32)
 IMAGE_VERIFY_BATCH_SIZE = env.int("IMAGE_VERIFY_BATCH_SIZE", default=1_000)
+
+# The pages' Content-Security-Policy. Presigned image URLs point at the storage's public origin,
+# which img-src must then allow (and only then: a redirect elsewhere stays blocked).
+_image_sources = [CSP.SELF, "data:", "blob:"]
+if IMAGE_SERVE_MODE == "presigned" and USE_S3_STORAGE:
+    _public_storage = urlsplit(AWS_S3_PUBLIC_ENDPOINT_URL or AWS_S3_ENDPOINT_URL or "https://s3.amazonaws.com")
+    _image_sources.append(f"{_public_storage.scheme}://{_public_storage.netloc}")
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "img-src": _image_sources,
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "script-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # Broadcasts (docs/broadcasts.md). A broadcast is recorded as chunks of chats, each about this
 # many messages: one transaction, one Celery task and one Sentry transaction per chunk.
