@@ -272,3 +272,56 @@ def test_exactly_one_beat_runs_the_broadcast_sweeper(services):
     beat = services["beat"]
     assert beat["command"] == ["deploy/compose/beat/start"]
     assert "deploy" not in beat or "replicas" not in beat["deploy"]
+
+
+def test_no_service_mounts_the_docker_socket(services):
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume.get("source", "") if isinstance(volume, dict) else str(volume).split(":")[0]
+            assert "docker.sock" not in source, f"{name} mounts the Docker socket (root on the host)"
+
+
+def test_alloy_reads_dockers_log_files_read_only(services):
+    mounts = [volume for volume in services["alloy"]["volumes"] if isinstance(volume, dict)]
+    assert {"source": "/var/lib/docker/containers", "target": "/var/lib/docker/containers", "read_only": True,
+            "type": "bind"} in mounts
+
+
+def test_every_app_side_service_logs_json_files_with_its_compose_labels(compose, services):
+    # What Alloy labels the lines with; a service without them would be dropped as another project's.
+    own = [name for name, base in compose[1].items() if base == PROJECT_ROOT]
+    for name in own:
+        logging = services[name].get("logging") or {}
+        assert logging.get("driver") == "json-file", name
+        labels = logging["options"]["labels"].split(",")
+        assert {"com.docker.compose.project", "com.docker.compose.service"} <= set(labels), name
+        assert logging["options"]["max-size"], name
+
+
+def test_a_service_waits_for_healthy_only_on_services_that_have_a_healthcheck(services):
+    for name, service in services.items():
+        depends_on = service.get("depends_on") or {}
+        for dependency, rule in (depends_on.items() if isinstance(depends_on, dict) else []):
+            if rule.get("condition") == "service_healthy":
+                healthcheck = services[dependency].get("healthcheck") or {}
+                assert healthcheck.get("test") and not healthcheck.get("disable"), f"{name} waits forever on {dependency}"
+
+
+# What each image is known to contain for a healthcheck (the first word of the test command).
+HEALTHCHECK_TOOLS = {
+    "postgres": {"pg_isready"}, "redis": {"redis-cli"}, "pru_app": {"python", "celery"},
+    "pru_app-nginx": {"wget"},  # nginx:*-alpine: busybox
+    "pru_app-minio": {"mc"},  # built in the Dockerfile's minio stage
+}
+
+
+def test_healthchecks_use_only_what_their_images_contain(services):
+    for name, service in services.items():
+        healthcheck = service.get("healthcheck") or {}
+        test = healthcheck.get("test")
+        if not test or healthcheck.get("disable"):
+            continue
+        command = test[1:] if test[0] in ("CMD", "CMD-SHELL") else test
+        tool = command[0].split()[0]
+        repository = service["image"].rpartition(":")[0].rpartition("/")[2]
+        assert tool in HEALTHCHECK_TOOLS.get(repository, set()), f"{name}: is {tool} in {service['image']}?"

@@ -125,10 +125,12 @@ def test_alloy_ships_this_compose_projects_containers_to_the_loki_service(observ
     text = ALLOY_CONFIG.read_text()
     assert text.count("{") == text.count("}")
     project = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["name"]
-    assert f'"com.docker.compose.project={project}"' in text
+    # Other projects' containers on the host are dropped by their compose label.
+    assert f'selector = "{{compose_project!=\\"{project}\\"}}"' in text
+    assert 'action   = "drop"' in text
     assert 'url = "http://loki:3100/loki/api/v1/push"' in text and "loki" in observability["services"]
     # The dashboard selects streams by the label Alloy sets.
-    assert 'target_label  = "compose_project"' in text
+    assert 'compose_project = "attrs.\\"com.docker.compose.project\\""' in text
     assert all(f'{{compose_project="{project}"}}' in expression for expression in _queries(dashboard))
 
 
