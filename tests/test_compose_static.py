@@ -80,14 +80,32 @@ def test_nginx_is_the_only_service_published_beyond_loopback(services):
     assert any(spec.endswith(":80") for spec in public["nginx"])
 
 
-def test_minio_is_a_pinned_quay_release_with_api_and_console_ports(services):
+def test_minio_is_built_from_its_final_source_release_with_api_and_console_ports(services):
     for name in ("minio", "minio-setup"):
-        assert re.fullmatch(r"quay\.io/minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", services[name]["image"])
+        assert services[name]["build"] == {"context": ".", "target": "minio"}, name
+        assert services[name]["image"] == "pru_app-minio:local", name
     minio = services["minio"]
     assert "--console-address" in minio["command"] and ":9001" in minio["command"]
     published = [str(port) for port in minio["ports"]]
     assert any(port.endswith(":9000") for port in published)
     assert any(port.endswith(":9001") for port in published)
+
+
+def test_the_minio_stage_builds_a_release_with_the_october_2025_security_fix():
+    stages = {stage["name"]: stage for stage in dockerfile_stages()}
+    build, minio = stages["minio-build"], stages["minio"]
+    assert dockerfile_args()["GO_IMAGE"].startswith("golang:")
+    arguments = dict(rest.split("=", 1) for instruction, rest in build["instructions"] if instruction == "ARG")
+    release = re.fullmatch(r"RELEASE\.(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ)", arguments["MINIO_RELEASE"]).group(1)
+    # GHSA-jjjj-jwhf-8rgr (service-account session policies) is fixed from this release on.
+    assert release >= "2025-10-15T17-29-55Z"
+    assert re.fullmatch(r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", arguments["MC_RELEASE"])
+    runs = " ".join(rest for instruction, rest in build["instructions"] if instruction == "RUN")
+    assert 'go install' in runs and '"github.com/minio/minio@${MINIO_RELEASE}"' in runs
+    instructions = dict(minio["instructions"])
+    assert "--from=minio-build" in instructions["COPY"]
+    assert instructions["USER"].startswith("minio")
+    assert "mc" in instructions["HEALTHCHECK"]
 
 
 def test_data_services_keep_their_data_in_named_volumes(compose, services):
