@@ -327,7 +327,7 @@ def test_a_service_waits_for_healthy_only_on_services_that_have_a_healthcheck(se
 
 # What each image is known to contain for a healthcheck (the first word of the test command).
 HEALTHCHECK_TOOLS = {
-    "postgres": {"pg_isready"}, "redis": {"redis-cli"}, "pru_app": {"python", "celery"},
+    "postgres": {"pg_isready"}, "redis": {"redis-cli"}, "pru_app": {"python", "celery", "kill"},  # kill: a builtin of the image's /bin/sh
     "pru_app-nginx": {"wget"},  # nginx:*-alpine: busybox
     "pru_app-minio": {"mc"},  # built in the Dockerfile's minio stage
 }
