@@ -22,9 +22,8 @@ from devservers.s3 import free_port
 # What `openssl rand -base64` and password managers produce, plus what a URL cannot hold raw.
 HOSTILE_PASSWORDS = [
     "a/b+c=d?e@f:g#h",
-    "Zm9v/YmFy+YmF6==",
-    "$HOME:@#/?+=",
-    "quote'double\"space back\\slash%41",
+    # A leading "$" (django-environ's reference syntax), quotes, a space, a backslash, an escape.
+    "$HOME/Zm9v+YmF6==?'q\" s\\%41@:#",
 ]
 ROLE = "pru_app_password_test"
 SUPERUSER_PASSWORD = "cluster-superuser-password"
@@ -93,7 +92,7 @@ def _set_role_password(port: int, password: str) -> None:
     connection.close()
 
 
-def _connect_through_settings(env: dict) -> "subprocess.CompletedProcess":
+def _connect_through_settings(env: dict) -> subprocess.CompletedProcess:
     return run_manage(
         "shell", "-c",
         "from django.db import connection\n"
