@@ -120,3 +120,10 @@ def dockerfile_args() -> dict[str, str]:
     for match in re.finditer(r"^ARG (\w+)=(\S+)", DOCKERFILE.read_text(), re.M):
         args[match.group(1)] = match.group(2)
     return args
+
+
+def nginx_service_environment() -> dict[str, str]:
+    """The compose nginx service's environment, each ${KEY:-default} resolved to its default."""
+    document, _ = load_compose()
+    environment = document["services"]["nginx"]["environment"]
+    return {key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for key, value in environment.items()}

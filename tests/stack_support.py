@@ -5,7 +5,9 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+import requests
 from psycopg2 import sql
+from requests.adapters import HTTPAdapter
 
 from deploy.local_stack import LocalStack
 
@@ -52,3 +54,20 @@ def running_stack(*, name: str, run_dir, overrides: dict[str, str] | None = None
         )
         with stack:
             yield stack
+
+
+class _SourceAddressAdapter(HTTPAdapter):
+    def __init__(self, source_address: str):
+        self._source_address = (source_address, 0)
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = self._source_address
+        super().init_poolmanager(*args, **kwargs)
+
+
+def client_from(address: str) -> requests.Session:
+    """A session whose connections leave from this loopback address (what nginx sees as $remote_addr)."""
+    session = requests.Session()
+    session.mount("http://", _SourceAddressAdapter(address))
+    return session

@@ -25,8 +25,18 @@ proxies=$(printf '%s' "${NGINX_TRUSTED_PROXIES:-}" | tr ',' ' ')
     echo "real_ip_header X-Forwarded-For;"
     # The right-most address that is not a trusted proxy: a client cannot choose it.
     echo "real_ip_recursive on;"
+    # With NGINX_TRUST_FORWARDED_PROTO=on, only these peers may say the request was HTTPS.
+    echo 'geo $realip_remote_addr $pru_peer_is_trusted_proxy {'
+    echo "    default 0;"
+    for proxy in $proxies; do
+      echo "    $proxy 1;"
+    done
+    echo "}"
   else
-    echo "# None: every client is the peer nginx sees."
+    echo "# None: every client is the peer nginx sees, and NGINX_TRUST_FORWARDED_PROTO alone decides."
+    echo 'geo $realip_remote_addr $pru_peer_is_trusted_proxy {'
+    echo "    default 1;"
+    echo "}"
   fi
 } > "$output.tmp"
 mv "$output.tmp" "$output"

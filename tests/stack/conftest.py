@@ -10,37 +10,20 @@ import re
 import psycopg2
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from devservers.photo_api import PhotoApiServer
 from devservers.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 from devservers.sentry_ingest import SentryIngestServer
 from tests.minio_headers_proxy import MinioHeadersProxy
-from tests.stack_support import running_stack
+from tests.stack_support import client_from, running_stack
 
 OUTSIDE_ADDRESS = "127.0.0.2"
 TRUSTED_PROXY_ADDRESS = "127.0.0.3"
+__all__ = ["client_from"]  # the tests of this package import it from here
 EDGE_ADMIN = {"username": "edge-admin", "password": "edge-admin-password-for-tests-only"}
 EDGE_PHOTOS = 2
 LOGIN_RATE_PER_SECOND = 1
 LOGIN_BURST = 3
-
-
-class _SourceAddressAdapter(HTTPAdapter):
-    def __init__(self, source_address: str):
-        self._source_address = (source_address, 0)
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = self._source_address
-        super().init_poolmanager(*args, **kwargs)
-
-
-def client_from(address: str) -> requests.Session:
-    """A session whose connections leave from this loopback address (nginx's $remote_addr)."""
-    session = requests.Session()
-    session.mount("http://", _SourceAddressAdapter(address))
-    return session
 
 
 def log_in(session: requests.Session, base_url: str, credentials: dict, **kwargs) -> requests.Response:
