@@ -180,3 +180,11 @@ def test_check_deploy_passes_with_what_init_env_writes_once_https_is_on(tmp_path
             "DJANGO_CSRF_TRUSTED_ORIGINS": "https://pru.example.com"}
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_init_env_sets_every_key_compose_requires(tmp_path):
+    _init_env(tmp_path)
+    written = env_file_keys(tmp_path / ".env")
+    required = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", (PROJECT_ROOT / "docker-compose.yml").read_text()))
+    assert {"POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY"} <= required
+    assert {key for key in required if not written.get(key)} == set()
