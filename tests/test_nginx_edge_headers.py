@@ -18,12 +18,22 @@ from tests.stack_support import client_from
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OUTSIDE, TRUSTED_PROXY = "127.0.0.2", "127.0.0.3"
+STORED_BYTES = b"\xff\xd8\xff\xe0 not really a jpeg, only bytes nginx must not let a browser run"
 
 
 class _EchoHeaders(BaseHTTPRequestHandler):
     """Gunicorn's stand-in: answers with the request headers it received, as JSON."""
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self.path.startswith("/stored-images/"):
+            # As Django answers for a stored image on the file system (chat/views/image_views.py).
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Vary", "Cookie")
+            self.send_header("X-Accel-Redirect", "/internal-media/images/1.jpeg")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = json.dumps({name.lower(): value for name, value in self.headers.items()}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -41,10 +51,12 @@ def edge(tmp_path_factory):
     echo = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHeaders)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     run_dir = tmp_path_factory.mktemp("nginx-edge")
+    (run_dir / "media" / "images").mkdir(parents=True)
+    (run_dir / "media" / "images" / "1.jpeg").write_bytes(STORED_BYTES)
     port = free_port()
     environment = nginx_service_environment() | {
         "NGINX_LISTEN": f"127.0.0.1:{port}", "NGINX_APP_UPSTREAM": f"127.0.0.1:{echo.server_address[1]}",
-        "STORAGE_UPSTREAM": "127.0.0.1:9", "NGINX_STATIC_ROOT": str(run_dir),
+        "STORAGE_UPSTREAM": "127.0.0.1:9", "NGINX_STATIC_ROOT": str(run_dir), "NGINX_MEDIA_ROOT": str(run_dir / "media"),
         "NGINX_TRUSTED_PROXIES": TRUSTED_PROXY, "NGINX_TRUST_FORWARDED_PROTO": "on",
     }
     config = write_config(run_dir=run_dir / "nginx", environ=environment, as_root=os.geteuid() == 0, worker_processes="1")
@@ -91,3 +103,15 @@ def test_behind_the_trusted_proxy_the_app_gets_the_client_it_forwarded(edge):
 def test_only_the_trusted_proxy_may_say_the_request_was_https(edge):
     assert _upstream_saw(edge, TRUSTED_PROXY, {"X-Forwarded-Proto": "https"})["x-forwarded-proto"] == "https"
     assert _upstream_saw(edge, OUTSIDE, {"X-Forwarded-Proto": "https"})["x-forwarded-proto"] == "http"
+
+
+def test_a_stored_file_from_disk_gets_our_headers_once_each_with_vary_cookie(edge):
+    response = client_from(OUTSIDE).get(edge + "/stored-images/1", timeout=10)
+    assert response.status_code == 200 and response.content == STORED_BYTES
+    names = [name.lower() for name in response.raw.headers.keys()]
+    assert len(names) == len(set(names)), names
+    assert response.headers["Vary"] == "Cookie"
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "camera=()" in response.headers["Permissions-Policy"]
