@@ -53,7 +53,7 @@ def test_the_storage_really_sends_the_headers_nginx_hides(edge_stack, stored_ima
     direct = requests.get(storage.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}), timeout=10)
     assert direct.status_code == 200, direct.text[:300]
     names = {name.lower() for name in direct.headers}
-    assert {"strict-transport-security", "x-amz-meta-source-url", "x-amz-meta-photo-id"} <= names
+    assert {"strict-transport-security", "x-amz-meta-source-url", "x-amz-meta-photo-id", "x-amz-meta-sha256"} <= names
     assert {name.lower() for name in MINIO_HEADERS} <= names
 
 
@@ -64,7 +64,7 @@ def _client_for(endpoint_url: str):
 
 def test_every_metadata_key_the_app_writes_is_hidden_by_the_internal_location():
     source = (PROJECT_ROOT / "chat" / "services" / "image_storing.py").read_text()
-    metadata = re.search(r"content\.metadata = \{(.*)\}", source).group(1)
+    metadata = re.search(r"content\.metadata = \{(.*?)\}", source, re.S).group(1)
     keys = re.findall(r'"([a-z0-9-]+)":', metadata)
     assert keys, "no metadata keys found"
     internal = TEMPLATE.read_text().split("location /internal-storage/", 1)[1].split("\n    }", 1)[0]
