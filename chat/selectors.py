@@ -3,11 +3,11 @@
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from chat.models import BroadcastChunk, ChunkStatus
+from chat.models import BroadcastChunk, Chat, ChunkStatus, Image, ImageStatus, Message
 from chat.services.storage import storage_check
 
 
@@ -84,4 +84,89 @@ def broadcast_progress(broadcast) -> BroadcastProgress:
         eta_seconds=eta,
         running_chunks=broadcast.chunks_running,
         failed_chunks=broadcast.chunks_failed,
+# --- what a recipient reads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatCounts:
+    message_count: int
+    unread_count: int
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """Up to `limit` messages, newest first; next_before_id continues with older ones (None: no more)."""
+
+    messages: list[Message]
+    next_before_id: int | None
+
+
+def user_may_read_every_chat(user) -> bool:
+    """Active staff allowed to view messages read any chat (the admin's own permission)."""
+    return bool(user.is_active and user.is_staff and user.has_perm("chat.view_message"))
+
+
+def chat_for_reader(*, user, chat_id: int | None = None) -> Chat:
+    """The user's own chat, or (staff who may view messages) the chat chat_id; Chat.DoesNotExist otherwise.
+
+    Someone else's chat is "does not exist" rather than "forbidden", so ids cannot be probed.
+    """
+    chats = Chat.objects.only("id", "user_id", "last_read_message_id")
+    if chat_id is None or not user_may_read_every_chat(user):
+        chats = chats.filter(user_id=user.pk)
+    if chat_id is not None:
+        chats = chats.filter(pk=chat_id)
+    return chats.get()
+
+
+def chat_counts(*, chat: Chat) -> ChatCounts:
+    """Messages of the chat and those after its read watermark: one index-only scan of (chat_id, id)."""
+    totals = Message.objects.filter(chat_id=chat.pk).aggregate(
+        message_count=Count("id"), unread_count=Count("id", filter=Q(id__gt=chat.last_read_message_id))
+    )
+    return ChatCounts(**totals)
+
+
+def message_page(*, chat: Chat, before_id: int | None = None, limit: int) -> MessagePage:
+    """A chat's messages older than before_id (the newest when None), newest first, with their images.
+
+    Keyset on id within the chat: a backward range scan of (chat_id, id) that stops after
+    limit + 1 rows, whatever the chat's size or the page's depth. No OFFSET, no COUNT.
+    """
+    messages = Message.objects.filter(chat_id=chat.pk)
+    if before_id is not None:
+        messages = messages.filter(id__lt=before_id)
+    rows = list(
+        messages.select_related("image")
+        .only(
+            "id", "chat_id", "text", "created_at",
+            "image__id", "image__title", "image__status", "image__width", "image__height",
+        )
+        .order_by("-id")[: limit + 1]
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return MessagePage(messages=rows, next_before_id=rows[-1].pk if more else None)
+
+
+def stored_image_for_reader(*, user, image_id: int) -> Image:
+    """A stored image the user may see; Image.DoesNotExist otherwise (also when it is not theirs).
+
+    Staff who may view images see all; anyone else only an image a message in their own chat
+    carries, checked through the (chat_id, image_id) unique index in the same query.
+    """
+    images = Image.objects.only("id", "file", "content_type", "status").filter(pk=image_id, status=ImageStatus.STORED)
+    if not staff_may_view_images(user):
+        images = images.filter(
+            Exists(Message.objects.filter(image_id=OuterRef("pk"), chat__user_id=user.pk))
+        )
+    return images.get()
+
+
+def staff_may_view_images(user) -> bool:
+    """Active staff who may see images or the messages that carry them."""
+    return bool(
+        user.is_active
+        and user.is_staff
+        and (user.has_perm("chat.view_image") or user.has_perm("chat.view_message"))
     )

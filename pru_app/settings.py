@@ -47,6 +47,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "storages",
     "django_structlog",
+    "rest_framework",
+    # Before chat: chat.admin replaces its token admin with one fit for a million users.
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "chat",
 ]
 
@@ -66,6 +70,31 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "pru_app.urls"
+
+# Recipients sign in with Django's own auth views (/accounts/login/) and land on their chat.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:chat_page"
+LOGOUT_REDIRECT_URL = "login"
+
+# The JSON API (/api/v1/): token first, so an anonymous caller gets 401 with
+# WWW-Authenticate: Token (DRF answers 403 when the first class has no challenge).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "pru_app API",
+    "DESCRIPTION": "A recipient's own chat: its messages, their images and the read state.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
 WSGI_APPLICATION = "pru_app.wsgi.application"
 
 TEMPLATES = [

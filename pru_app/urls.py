@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from chat.views import health_views
 
@@ -9,5 +11,10 @@ admin.site.site_title = "pru_app admin"
 urlpatterns = [
     path("readyz", health_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("chat.api.urls")),
+    # Django's own views; nginx rate-limits POSTs to the login like /admin/login/.
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", RedirectView.as_view(pattern_name="chat:chat_page"), name="home"),
     path("", include("chat.urls")),
 ]

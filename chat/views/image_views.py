@@ -1,4 +1,9 @@
-"""Stored images for staff: Django authorises, the private bucket delivers (through nginx or a signed URL)."""
+"""Stored images: Django authorises, the private bucket delivers (through nginx or a signed URL).
+
+Two doors, one delivery: /stored-images/<pk> for staff in the admin, and the API's
+/api/v1/images/<id>/file for recipients (token or session), which may open only the images
+their own chat holds.
+"""
 
 import threading
 from urllib.parse import quote, urlsplit
@@ -8,9 +13,15 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.http import FileResponse, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.views import APIView
 from storages.backends.s3 import S3Storage
 
 from chat.models import Image, ImageStatus
+from chat.selectors import staff_may_view_images, stored_image_for_reader
 
 # nginx's internal location that proxies to the storage endpoint (deploy/nginx).
 X_ACCEL_PREFIX = "/internal-storage"
@@ -22,21 +33,49 @@ _public_storages: dict[tuple, S3Storage] = {}
 _public_storages_lock = threading.Lock()
 
 
-def staff_may_view_images(user) -> bool:
-    """Active staff who may see images or the messages that carry them."""
-    return bool(
-        user.is_active
-        and user.is_staff
-        and (user.has_perm("chat.view_image") or user.has_perm("chat.view_message"))
-    )
-
-
 @require_GET
 def stored_image(request, pk: int):
     """The stored copy of an image; 403 without a staff session, 404 when nothing is stored."""
     if not staff_may_view_images(request.user):
         return HttpResponseForbidden("Stored images are for staff only.", content_type="text/plain")
     image = get_object_or_404(Image.objects.only("file", "content_type", "status"), pk=pk, status=ImageStatus.STORED)
+    return stored_image_response(image)
+
+
+class ImageBytesNegotiation(BaseContentNegotiation):
+    """The answer is the image or a JSON error, whatever an <img>'s Accept header lists."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+
+class ImageFileApi(APIView):
+    content_negotiation_class = ImageBytesNegotiation
+
+    @extend_schema(
+        operation_id="image_file",
+        responses={
+            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The stored copy."),
+            404: OpenApiResponse(description="No such image, no stored copy, or not in the caller's chat."),
+        },
+    )
+    def get(self, request, image_id: int):
+        """The stored copy of an image a message in the caller's chat carries (staff: any stored image)."""
+        try:
+            image = stored_image_for_reader(user=request.user, image_id=image_id)
+        except Image.DoesNotExist as missing:
+            raise NotFound() from missing
+        response = stored_image_response(image)
+        # A token or a session decides who may see it: no shared cache may keep it for others.
+        response["Vary"] = "Cookie, Authorization"
+        return response
+
+
+def stored_image_response(image: Image) -> HttpResponse:
+    """The image's bytes by the configured IMAGE_SERVE_MODE."""
     mode = settings.IMAGE_SERVE_MODE
     if not isinstance(default_storage, S3Storage):
         # The file system has no signed URLs: nginx serves it from disk, or Django streams it.

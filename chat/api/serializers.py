@@ -1,0 +1,44 @@
+"""What the API says about chats, messages and images: output shapes only, no logic."""
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from chat.models import ImageStatus
+
+
+def image_file_url(request, image) -> str | None:
+    """Where a message's picture is served: only an image with a stored copy has one."""
+    if image is None or image.status != ImageStatus.STORED:
+        return None
+    path = reverse("api:image_file", args=[image.pk])
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class MessageImageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    url = serializers.SerializerMethodField(help_text="The stored copy; null while the image has none.")
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_url(self, image) -> str | None:
+        return image_file_url(self.context.get("request"), image)
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    image = MessageImageSerializer(allow_null=True, help_text="Null when the image was deleted; the text stays.")
+
+
+class ChatSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    message_count = serializers.IntegerField()
+    unread_count = serializers.IntegerField()
+    last_read_message_id = serializers.IntegerField(help_text="Messages with a larger id are unread (0: none read).")
+
+
+class ReadStateSerializer(serializers.Serializer):
+    last_read_message_id = serializers.IntegerField()
+    unread_count = serializers.IntegerField()
