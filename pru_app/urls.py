@@ -5,6 +5,8 @@ from django.views.generic import RedirectView
 
 from chat.views import health_views
 
+handler404 = "chat.views.error_views.page_not_found"
+
 admin.site.site_header = "pru_app administration"
 admin.site.site_title = "pru_app admin"
 

@@ -1,7 +1,8 @@
 """What the API says about chats, messages and images: output shapes only, no logic."""
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from chat.models import ImageStatus
@@ -42,3 +43,15 @@ class ChatSerializer(serializers.Serializer):
 class ReadStateSerializer(serializers.Serializer):
     last_read_message_id = serializers.IntegerField()
     unread_count = serializers.IntegerField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+# The answers every route may give besides its own; 404 also stands for "not yours".
+ERROR_RESPONSES = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter or the body is not valid (which one, by name)."),
+    401: OpenApiResponse(ErrorSerializer, description="No valid token or session; the account may be inactive."),
+    404: OpenApiResponse(ErrorSerializer, description="No such chat or image, or not the caller's."),
+}

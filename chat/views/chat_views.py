@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.api.pagination import InvalidPageRequest, next_page_query, page_request_from
-from chat.api.serializers import ChatSerializer, ReadStateSerializer, image_file_url
+from chat.api.serializers import ERROR_RESPONSES, ChatSerializer, ReadStateSerializer, image_file_url
 from chat.models import Chat
 from chat.selectors import chat_counts, chat_for_reader, message_page
 from chat.services.chat_reads import chat_mark_read
@@ -39,7 +39,7 @@ def reader_chat(request) -> Chat:
 
 
 class ChatApi(APIView):
-    @extend_schema(operation_id="chat", parameters=[CHAT_PARAMETER], responses=ChatSerializer)
+    @extend_schema(operation_id="chat", parameters=[CHAT_PARAMETER], responses={200: ChatSerializer, **ERROR_RESPONSES})
     def get(self, request):
         """The caller's chat with its message count and unread count."""
         chat = reader_chat(request)
@@ -59,7 +59,9 @@ class ChatReadApi(APIView):
         class Meta:
             ref_name = "ChatReadInput"
 
-    @extend_schema(operation_id="chat_read", request=InputSerializer, responses=ReadStateSerializer)
+    @extend_schema(
+        operation_id="chat_read", request=InputSerializer, responses={200: ReadStateSerializer, **ERROR_RESPONSES}
+    )
     def post(self, request):
         """Mark the caller's own messages read up to an id; the watermark never moves back."""
         payload = self.InputSerializer(data=request.data)

@@ -10,7 +10,12 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.http import FileResponse, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +25,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 from storages.backends.s3 import S3Storage
 
+from chat.api.serializers import ERROR_RESPONSES, ErrorSerializer
 from chat.models import Image, ImageStatus
 from chat.selectors import staff_may_view_images, stored_image_for_reader
 
@@ -59,7 +65,8 @@ class ImageFileApi(APIView):
         operation_id="image_file",
         responses={
             (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The stored copy."),
-            404: OpenApiResponse(description="No such image, no stored copy, or not in the caller's chat."),
+            401: ERROR_RESPONSES[401],
+            404: OpenApiResponse(ErrorSerializer, description="No such image, no stored copy, or not in the caller's chat."),
         },
     )
     def get(self, request, image_id: int):

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
 from chat.api.pagination import MessageCursorPagination
-from chat.api.serializers import MessageSerializer
+from chat.api.serializers import ERROR_RESPONSES, MessageSerializer
 from chat.selectors import message_page
 from chat.views.chat_views import CHAT_PARAMETER, reader_chat
 
@@ -12,7 +12,10 @@ from chat.views.chat_views import CHAT_PARAMETER, reader_chat
 class MessageListApi(APIView):
     pagination_class = MessageCursorPagination
 
-    @extend_schema(operation_id="chat_messages", parameters=[CHAT_PARAMETER], responses=MessageSerializer(many=True))
+    @extend_schema(
+        operation_id="chat_messages", parameters=[CHAT_PARAMETER],
+        responses={200: MessageSerializer(many=True), **ERROR_RESPONSES},
+    )
     def get(self, request):
         """The caller's messages, newest first; follow `next` for older ones. Never an OFFSET or a COUNT."""
         paginator = self.pagination_class()
