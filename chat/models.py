@@ -73,7 +73,7 @@ class Chat(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # The read state, once per chat: every message with a larger id is unread. A watermark,
     # not a foreign key (a deleted message leaves it valid), so a broadcast writes nothing here.
-    last_read_message_id = models.BigIntegerField(default=0, db_default=0)
+    last_read_message_id = models.BigIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["id"]

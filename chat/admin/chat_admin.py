@@ -13,7 +13,7 @@ class ChatAdmin(ModelAdmin):
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email"]
     autocomplete_fields = ["user"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "last_read_message_id"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
 

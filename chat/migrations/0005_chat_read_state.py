@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="chat",
             name="last_read_message_id",
-            field=models.BigIntegerField(db_default=0, default=0),
+            field=models.BigIntegerField(db_default=0, default=0, editable=False),
         ),
         migrations.SeparateDatabaseAndState(
             state_operations=[migrations.AddIndex(model_name="message", index=INDEX)],
