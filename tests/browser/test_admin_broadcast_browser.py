@@ -1,23 +1,17 @@
 """The original's manual test, in Debian's chromium through nginx: log in, fetch, broadcast, check messages and images."""
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 import requests
 
 from devservers.photo_api import PhotoApiServer
+from tests.browser.chromium import artifacts_dir
 from tests.stack_support import running_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
 ADMIN = {"username": "browser-admin", "password": "browser-admin-password-not-secret"}
 PHOTOS = 6
 EXTRA_USERS = 3
@@ -57,34 +51,6 @@ def fetched(stack):
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.console_errors = []
-    page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-    page.on("response", lambda response: response.status >= 400 and page.console_errors.append(response.url))
-    yield page
-    context.close()
-
-
-def _artifacts_dir() -> Path:
-    directory = Path(os.environ.get("CI_ARTIFACTS_DIR") or Path(__file__).resolve().parents[2] / "ci-artifacts")
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
 def _stored_thumbnails(page):
     """naturalWidth of every stored-image <img> in the changelist, once each has finished loading."""
     page.wait_for_function(
@@ -107,7 +73,7 @@ def test_staff_fetches_broadcasts_and_sees_one_message_per_chat_per_image_throug
     assert rows.count() == PHOTOS
     widths = _stored_thumbnails(page)
     assert len(widths) == PHOTOS and all(width > 0 for width in widths), widths
-    screenshot = _artifacts_dir() / "admin-images.png"
+    screenshot = artifacts_dir() / "admin-images.png"
     page.screenshot(path=str(screenshot), full_page=True)
 
     selected = 2
@@ -129,7 +95,7 @@ def test_staff_fetches_broadcasts_and_sees_one_message_per_chat_per_image_throug
     assert len(pairs) == chats * selected  # one message per chat per image, no repeats
     message_widths = _stored_thumbnails(page)
     assert len(message_widths) == chats * selected and all(width > 0 for width in message_widths)
-    page.screenshot(path=str(_artifacts_dir() / "admin-messages.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir() / "admin-messages.png"), full_page=True)
     # nginx's Content-Security-Policy let every admin script and style run.
     assert page.console_errors == []
     assert screenshot.stat().st_size > 10_000
