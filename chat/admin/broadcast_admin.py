@@ -1,7 +1,6 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from chat.admin.base import ModelAdmin
 from chat.admin.pagination import EstimatedCountPaginator
 from chat.models import Broadcast, BroadcastStatus, ChunkStatus
 from chat.selectors import broadcast_progress, broadcasts_with_progress
@@ -12,7 +11,7 @@ CHUNK_PROBLEMS_SHOWN = 20
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(ModelAdmin):
+class BroadcastAdmin(admin.ModelAdmin):
     """The audit trail and the progress of sends: written only by the broadcast service."""
 
     list_display = [

@@ -2,13 +2,12 @@ from django.contrib import admin
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from chat.admin.base import ModelAdmin
 from chat.admin.pagination import EstimatedCountPaginator
 from chat.models import Chat, Message
 
 
 @admin.register(Chat)
-class ChatAdmin(ModelAdmin):
+class ChatAdmin(admin.ModelAdmin):
     list_display = ["id", "user", "created_at", "message_count"]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email"]
