@@ -1,32 +1,56 @@
 """What the API says about chats, messages and images: output shapes only, no logic."""
 
-from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from chat.models import ImageStatus
+
+IMAGE_FILE_PATH = "/api/v1/images/{}/file"
 
 
-def image_file_url(request, image) -> str | None:
-    """Where a message's picture is served: only an image with a stored copy has one."""
-    if image is None or image.status != ImageStatus.STORED:
-        return None
-    path = reverse("api:image_file", args=[image.pk])
-    return request.build_absolute_uri(path) if request is not None else path
+def image_file_path(row) -> str | None:
+    """Where a message's picture is served (a path); only an image with a stored copy has one."""
+    return IMAGE_FILE_PATH.format(row.image_id) if row.image_stored else None
+
+
+def message_payloads(rows, *, request) -> list[dict]:
+    """The messages as MessageSerializer documents them, built directly.
+
+    DRF's serializer fields cost ~0.1 ms a message (a third of a 20-message request); the
+    OpenAPI schema and schemathesis's response check keep this shape equal to the documented one.
+    """
+    origin = request.build_absolute_uri("/").rstrip("/")
+    return [
+        {
+            "id": row.id,
+            "text": row.text,
+            "created_at": _datetime(row.created_at),
+            "image": None if row.image_id is None else {
+                "id": row.image_id,
+                "title": row.image_title,
+                "url": origin + IMAGE_FILE_PATH.format(row.image_id) if row.image_stored else None,
+            },
+        }
+        for row in rows
+    ]
+
+
+def _datetime(value) -> str:
+    # As DRF's DateTimeField: the current time zone, ISO 8601, "Z" for UTC.
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class MessageImageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     title = serializers.CharField()
-    url = serializers.SerializerMethodField(help_text="The stored copy; null while the image has none.")
-
-    @extend_schema_field(serializers.URLField(allow_null=True))
-    def get_url(self, image) -> str | None:
-        return image_file_url(self.context.get("request"), image)
+    url = serializers.URLField(allow_null=True, help_text="The stored copy; null while the image has none.")
 
 
 class MessageSerializer(serializers.Serializer):
+    """The documented shape of a message (message_payloads builds it)."""
+
     id = serializers.IntegerField()
     text = serializers.CharField()
     created_at = serializers.DateTimeField()

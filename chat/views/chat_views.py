@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.api.pagination import InvalidPageRequest, next_page_query, page_request_from
-from chat.api.serializers import ERROR_RESPONSES, ChatSerializer, ReadStateSerializer, image_file_url
+from chat.api.serializers import ERROR_RESPONSES, ChatSerializer, ReadStateSerializer, image_file_path
 from chat.models import Chat
 from chat.selectors import chat_counts, chat_for_reader, message_page
 from chat.services.chat_reads import chat_mark_read
@@ -102,8 +102,7 @@ def chat_page(request):
         "own_chat": chat.user_id == request.user.pk,
         "counts": chat_counts(chat=chat),
         "items": [
-            {"message": message, "image_url": image_file_url(None, message.image),
-             "unread": message.pk > chat.last_read_message_id}
+            {"message": message, "image_url": image_file_path(message), "unread": message.id > chat.last_read_message_id}
             for message in page.messages
         ],
         "first_page": page_request.before_id is None,

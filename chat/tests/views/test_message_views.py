@@ -90,6 +90,27 @@ def test_a_page_costs_three_queries_with_a_token_whatever_the_chat_holds(reader,
     assert len(deeper) == 3 and "OFFSET" not in deeper[-1].upper()
 
 
+def test_staff_naming_a_chat_cost_one_query_more(make_user, send, api_client_for):
+    from django.contrib.auth.models import Permission
+
+    staff = make_user(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_message"))
+    client = api_client_for(staff)
+    send(reader_chat := make_user().chat)
+    client.get(URL, {"chat": reader_chat.pk})  # the permission cache fills on the first request
+    assert len(_queries(client, URL, chat=reader_chat.pk)) <= 5
+
+
+def test_the_image_url_the_api_builds_is_the_routes(reader, stored_image, send, api_client_for):
+    from chat.api.serializers import IMAGE_FILE_PATH
+
+    image = stored_image()
+    send(reader.chat, image=image)
+    (item,) = api_client_for(reader).get(URL).json()["results"]
+    assert item["image"]["url"] == "http://testserver" + reverse("api:image_file", args=[image.pk])
+    assert IMAGE_FILE_PATH.format(image.pk) == reverse("api:image_file", args=[image.pk])
+
+
 def test_the_chat_summary_costs_three_queries_with_a_token(reader, send, api_client_for):
     client = api_client_for(reader)
     for _ in range(5):
