@@ -5,7 +5,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-
 IMAGE_FILE_PATH = "/api/v1/images/{}/file"
 
 

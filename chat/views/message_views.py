@@ -1,11 +1,10 @@
 """A chat's messages, newest first, a keyset page at a time."""
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
 from chat.api.pagination import MessageCursorPagination
-from rest_framework.exceptions import NotFound
-
 from chat.api.serializers import ERROR_RESPONSES, MessageSerializer, message_payloads
 from chat.models import Chat
 from chat.selectors import message_page_for_reader
