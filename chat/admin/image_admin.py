@@ -4,11 +4,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
-<<<<<<< HEAD
-from chat.admin.base import ModelAdmin
 from chat.admin.image_integrity import ImageIntegrityActions, IntegrityFilter
-=======
->>>>>>> c265b94 (Admin: back to Django's own changelist rendering; drop chat/admin/rows.py, base.py, {% pru_result_list %} and their tests (private admin imports). Estimated-count paginator, DISTINCT-free image filter, indexes stay)
 from chat.admin.image_preview import image_state_html, stored_image_tag
 from chat.models import Image, ImageStatus
 from chat.services.broadcasts import BroadcastError, broadcast_send
@@ -17,13 +13,8 @@ SEND_ACTION_LABEL = "Send selected images as messages to all chats"
 
 
 @admin.register(Image)
-<<<<<<< HEAD
-class ImageAdmin(ImageIntegrityActions, ModelAdmin):
+class ImageAdmin(ImageIntegrityActions, admin.ModelAdmin):
     list_display = ["id", "thumbnail", "title", "state", "last_verified", "source_link", "created_at"]
-=======
-class ImageAdmin(admin.ModelAdmin):
-    list_display = ["id", "thumbnail", "title", "state", "source_link", "created_at"]
->>>>>>> c265b94 (Admin: back to Django's own changelist rendering; drop chat/admin/rows.py, base.py, {% pru_result_list %} and their tests (private admin imports). Estimated-count paginator, DISTINCT-free image filter, indexes stay)
     list_display_links = ["id", "title"]
     list_filter = [IntegrityFilter, "status", "verified_at", "created_at"]
     search_fields = ["title", "description", "source_url"]
