@@ -85,6 +85,9 @@ def broadcast_progress(broadcast) -> BroadcastProgress:
         eta_seconds=eta,
         running_chunks=broadcast.chunks_running,
         failed_chunks=broadcast.chunks_failed,
+    )
+
+
 # --- what a recipient reads ------------------------------------------------------------------------
 
 

@@ -38,7 +38,8 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("chat", "0002_message_id_cache"),
+        # 0002 when written; 0003 since main gained it (two leaves would stop `migrate`).
+        ("chat", "0003_broadcast_chunks"),
     ]
 
     operations = [
