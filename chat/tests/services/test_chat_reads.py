@@ -47,7 +47,7 @@ def test_a_broadcast_writes_nothing_to_the_chats(make_user, make_image):
     images = [make_image(), make_image()]
     before = list(Chat.objects.order_by("pk").values_list("pk", "last_read_message_id"))
     with CaptureQueriesContext(connection) as captured:
-        broadcast = broadcast_send(image_ids=[image.pk for image in images])
+        broadcast = broadcast_send(image_ids=[image.pk for image in images]).broadcast
     assert broadcast.created_count == 6
     writes = [
         query["sql"] for query in captured.captured_queries if query["sql"].lstrip().upper().startswith(("UPDATE", "INSERT"))

@@ -45,9 +45,9 @@ def token_header(make_user, stored_image, send, make_image):
     from rest_framework.authtoken.models import Token
 
     user = make_user(username="fuzzed")
-    for image in (stored_image(), stored_image(), make_image()):
+    for image in (stored_image(), stored_image(), make_image(status="pending")):
         send(user.chat, image=image)
-    doomed = make_image()
+    doomed = make_image(status="pending")
     send(user.chat, image=doomed)
     doomed.delete()
     return {"Authorization": f"Token {Token.objects.create(user=user).key}"}

@@ -116,7 +116,7 @@ def test_another_users_image_is_not_found_like_a_missing_one(alice, bob, stored_
 
 
 def test_an_image_without_stored_bytes_is_not_found_even_in_the_own_chat(alice, make_image, send, api_client_for):
-    pending, failed = make_image(), make_image(status="failed", last_error="HTTP 500")
+    pending, failed = make_image(status="pending"), make_image(status="failed", last_error="HTTP 500")
     send(alice.chat, image=pending)
     send(alice.chat, image=failed)
     client = api_client_for(alice)
