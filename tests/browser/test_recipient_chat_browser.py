@@ -28,7 +28,7 @@ users = get_user_model().objects
 users.create_user(username={RECIPIENT['username']!r}, password={RECIPIENT['password']!r})
 other = users.create_user(username="someone-else")
 stored = list(Image.objects.filter(status="stored").order_by("pk"))
-broadcast = broadcast_send(image_ids=[image.pk for image in stored[:{BROADCAST}]])
+broadcast = broadcast_send(image_ids=[image.pk for image in stored[:{BROADCAST}]]).broadcast
 Message.objects.create(chat=other.chat, image=stored[{BROADCAST}], text="only for someone else")
 print(json.dumps({{"created": broadcast.created_count, "broadcast": [image.pk for image in stored[:{BROADCAST}]],
                   "private": stored[{BROADCAST}].pk}}))
