@@ -38,8 +38,8 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        # 0002 when written; 0003 since main gained it (two leaves would stop `migrate`).
-        ("chat", "0003_broadcast_chunks"),
+        # 0002 when written; main's latest since (two leaves would stop `migrate`).
+        ("chat", "0004_image_integrity"),
     ]
 
     operations = [
