@@ -1,11 +1,15 @@
-"""Debian's chromium driven by Playwright, one browser for every browser test."""
+"""Debian's chromium driven by Playwright, one browser per test module.
+
+Per module, not per session: a module that runs its own sync_playwright() (the restart drill)
+cannot while another one is open in the same process.
+"""
 
 import pytest
 
 from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -7,7 +7,8 @@ import requests
 
 from deploy.local_stack import LocalStack
 from devservers.photo_api import PhotoApiServer
-from tests.browser.test_admin_broadcast_browser import CHROMIUM, CHROMIUM_FLAGS, _stored_thumbnails
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
+from tests.browser.test_admin_broadcast_browser import _stored_thumbnails
 from tests.stack_support import clean_environment, stack_database
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
