@@ -6,7 +6,7 @@ import pytest
 
 from devservers.photo_api import PhotoApiServer
 from devservers.s3 import ACCESS_KEY, SECRET_KEY, S3Server
-from tests.browser.test_admin_broadcast_browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.minio_headers_proxy import MinioHeadersProxy
 from tests.stack_support import running_stack
 
