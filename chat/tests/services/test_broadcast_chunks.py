@@ -215,3 +215,27 @@ def test_the_sweeper_closes_a_broadcast_whose_last_runner_died_before_closing_it
     chunk_run(chunk_id=chunk_id, owner="x")
     Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.RUNNING, finished_at=None)
     assert broadcasts_sweep().closed_broadcasts == [broadcast.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_gets_message_ids_above_every_id_another_connection_handed_out_meanwhile(make_user, make_image):
+    """A recipient's read watermark is a message id: a later chunk on a long-lived connection must not reuse old ids."""
+    chats = [make_user().chat for _ in range(2)]
+    image, later_image = make_image(), make_image()
+    first = broadcast_create(image_ids=[image.pk], chunk_messages=1)
+    chunk_run(chunk_id=_chunk_ids(first)[0], owner="long-lived connection")  # takes a block of cached ids
+    written_meanwhile = []
+
+    def another_connection():
+        try:
+            written_meanwhile.append(Message.objects.create(chat=chats[1], image=later_image, text="meanwhile").pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=another_connection)
+    thread.start()
+    thread.join(timeout=30)
+    second = broadcast_create(image_ids=[later_image.pk], chunk_messages=1)
+    chunk_run(chunk_id=_chunk_ids(second)[0], owner="long-lived connection")
+    [new_id] = Message.objects.filter(chat=chats[0], image=later_image).values_list("pk", flat=True)
+    assert new_id > written_meanwhile[0]
