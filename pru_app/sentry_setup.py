@@ -215,14 +215,8 @@ def fetch_images_job():
     """A fetch run as the transaction "fetch_images" inside cron check-ins under SENTRY_CRON_MONITOR_SLUG."""
     from django.conf import settings
 
-    schedule = settings.SENTRY_CRON_SCHEDULE
-    # With a schedule the first check-in creates (or updates) the monitor; without, it must exist.
-    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
-    return sentry_job(
-        name="fetch_images",
-        op=FETCH_IMAGES_OP,
-        monitor_slug=settings.SENTRY_CRON_MONITOR_SLUG,
-        monitor_config=monitor_config,
+    return _cron_job(
+        name="fetch_images", op=FETCH_IMAGES_OP, slug=settings.SENTRY_CRON_MONITOR_SLUG, schedule=settings.SENTRY_CRON_SCHEDULE
     )
 
 
@@ -230,11 +224,15 @@ def verify_images_job():
     """A verify run as the transaction "verify_images" inside cron check-ins under SENTRY_VERIFY_MONITOR_SLUG."""
     from django.conf import settings
 
-    schedule = settings.SENTRY_VERIFY_CRON_SCHEDULE
-    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
-    return sentry_job(
+    return _cron_job(
         name="verify_images",
         op=VERIFY_IMAGES_OP,
-        monitor_slug=settings.SENTRY_VERIFY_MONITOR_SLUG,
-        monitor_config=monitor_config,
+        slug=settings.SENTRY_VERIFY_MONITOR_SLUG,
+        schedule=settings.SENTRY_VERIFY_CRON_SCHEDULE,
     )
+
+
+def _cron_job(*, name: str, op: str, slug: str, schedule: str):
+    # With a schedule the first check-in creates (or updates) the monitor; without, it must exist.
+    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
+    return sentry_job(name=name, op=op, monitor_slug=slug, monitor_config=monitor_config)

@@ -15,6 +15,7 @@ from chat.outbound_http import OutboundPolicy, outbound_session
 from chat.photo_api import Photo
 from chat.services.image_fetch_lock import image_fetch_lock
 from chat.services.image_storing import PhotoOutcome, download_limits, image_store_one
+from chat.services.images import image_take_stored_copy
 from chat.services.storage import StorageUnavailable, storage_check
 
 logger = structlog.get_logger(__name__)
@@ -50,12 +51,8 @@ def image_apply_repair(*, image: Image, outcome: PhotoOutcome, previous_problem:
     image.attempts += 1
     image.updated_at = now
     if outcome.stored:
-        image.status = ImageStatus.STORED
-        image.file.name = outcome.key
-        image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
-        image.width, image.height = outcome.width, outcome.height
-        image.stored_at = image.verified_at = now
-        image.last_error = ""
+        image_take_stored_copy(image, outcome, now=now)
+        image.verified_at = now
         return RepairOutcome(image_id=image.pk, repaired=True)
     reason = f"{previous_problem}; download again failed: {outcome.error}" if previous_problem else outcome.error
     image.last_error = reason[:2000]

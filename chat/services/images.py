@@ -276,6 +276,16 @@ def _raise_if_any(error: Exception | None) -> None:
         raise error
 
 
+def image_take_stored_copy(image: Image, outcome: PhotoOutcome, *, now) -> None:
+    """The row's fields for the copy an upload just finished (not saved)."""
+    image.status = ImageStatus.STORED
+    image.file.name = outcome.key
+    image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
+    image.width, image.height = outcome.width, outcome.height
+    image.stored_at = now
+    image.last_error = ""
+
+
 def _apply(image: Image, outcome: PhotoOutcome, *, now) -> None:
     """The row's new state; a stored row is only ever marked stored after its upload finished."""
     photo = outcome.photo
@@ -285,12 +295,7 @@ def _apply(image: Image, outcome: PhotoOutcome, *, now) -> None:
     image.attempts += 1
     image.updated_at = now
     if outcome.stored:
-        image.status = ImageStatus.STORED
-        image.file.name = outcome.key
-        image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
-        image.width, image.height = outcome.width, outcome.height
-        image.stored_at = now
-        image.last_error = ""
+        image_take_stored_copy(image, outcome, now=now)
     else:
         image.last_error = outcome.error[:2000]
         # A refresh that fails keeps the copy stored before (and a lost row stays lost); others are failed.
