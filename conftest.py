@@ -6,7 +6,7 @@ import pytest
 
 from devservers.photo_api import PhotoApiServer
 from devservers.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from pru_app.storage_setup import s3_storage_options as build_s3_storage_options
+from pru_app.s3_options import s3_storage_options as build_s3_storage_options
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def s3_storage(s3_server, settings):
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "chat.storage.S3ImageStorage",
+            "BACKEND": "core.s3_backend.SharedClientS3Storage",
             "OPTIONS": s3_storage_options(endpoint_url=s3_server.endpoint_url, bucket_name=bucket),
         },
     }

@@ -6,4 +6,6 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from chat import signals  # noqa: F401  (connects the receivers)
+        # Connects the receivers, and registers the tasks that services queue by name in every process.
+        from chat import tasks  # noqa: F401
+        from chat.messaging import signals  # noqa: F401

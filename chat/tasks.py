@@ -1,93 +1,12 @@
-"""Celery tasks: thin wrappers that load ids and call a service."""
+"""Celery finds the app's tasks here; each is defined by its domain under the name queued messages and beat use."""
 
-from celery import shared_task
-from kombu.exceptions import OperationalError as KombuOperationalError
+from chat.broadcasts.tasks import broadcast_chunk_task, broadcast_run_task, broadcasts_sweep_task
+from chat.images.tasks import fetch_images_task, verify_images_task
 
-from chat.services.broadcast_chunks import TRANSIENT_DATABASE_ERRORS, ChunkFailed, chunk_run
-from chat.services.broadcast_queue import chunks_enqueue
-from chat.services.broadcast_recovery import broadcasts_sweep
-from pru_app.sentry_setup import BROADCAST_CHUNK_OP, sentry_job
-
-RETRIED_ERRORS = (*TRANSIENT_DATABASE_ERRORS, KombuOperationalError)
-
-
-@shared_task(
-    bind=True,
-    # Acknowledged after it ran, and given back to the queue when its process dies mid-chunk
-    # (acks_late alone acks a task whose worker was lost: it would never run again).
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # A database or broker outage: try again with exponential backoff (1 s, 2 s, … at most 60 s);
-    # past the retries the chunk's lease runs out and the sweeper queues it again.
-    autoretry_for=RETRIED_ERRORS,
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=10,
-)
-def broadcast_chunk_task(self, chunk_id: int) -> int:
-    """Run one chunk of a broadcast; returns the number of messages this run created."""
-    outage = None
-    with sentry_job(name="broadcast_chunk", op=BROADCAST_CHUNK_OP) as job:
-        job.set_tag("chunk_id", str(chunk_id))
-        try:
-            result = chunk_run(chunk_id=chunk_id, owner=self.request.id or f"chunk:{chunk_id}")
-        except ChunkFailed:
-            return 0  # recorded on the chunk (and the broadcast when it was the last): retrying cannot help
-        except RETRIED_ERRORS as error:
-            # Raised past the transaction, not through it: an outage retried is no Sentry event.
-            job.set_status("unavailable")
-            outage = error
-        else:
-            job.set_data("outcome", result.outcome)
-            job.set_data("created", result.created)
-    if outage is not None:
-        raise outage
-    if result.outcome == "leased":
-        # Another runner holds the chunk: look again when its lease would have run out.
-        raise self.retry(countdown=result.lease_seconds_left + 1)
-    return result.created
-
-
-@shared_task(acks_late=False, ignore_result=True)
-def broadcasts_sweep_task() -> dict:
-    """Celery beat's sweeper: re-queue chunks whose runner died and broadcasts that stopped moving."""
-    return broadcasts_sweep().as_dict()
-
-
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=RETRIED_ERRORS, retry_backoff=1, max_retries=10)
-def broadcast_run_task(broadcast_id: int) -> int:
-    """The former one-task-per-broadcast entry point, for messages queued before an upgrade: queue its chunks."""
-    return chunks_enqueue(broadcast_id=broadcast_id)
-
-
-# --- Images: fetch and verify, scheduled by Celery beat (CELERY_BEAT_SCHEDULE) ------------------
-
-
-@shared_task(acks_late=True)
-def fetch_images_task() -> dict:
-    """fetch_images as a task: a cron-monitored run; "found a run going" when one is (FetchAlreadyRunning)."""
-    # Imported here so this section stays apart from the broadcast imports at the top.
-    from chat.services.image_fetch_lock import FetchAlreadyRunning
-    from chat.services.images import image_fetch_all
-    from pru_app.sentry_setup import fetch_images_job
-
-    with fetch_images_job():
-        try:
-            return image_fetch_all().as_log_fields()
-        except FetchAlreadyRunning as error:
-            # The run that holds the lock does the work (and checks in); this one is not a failure.
-            return {"skipped": str(error)}
-
-
-@shared_task(acks_late=True)
-def verify_images_task(repair: bool = False, delete_orphans: bool = False) -> dict:
-    """verify_images as a task: a cron-monitored run whose check-in fails when anything is still wrong."""
-    from chat.services.image_verification import VerifyFoundProblems, image_verify_all
-    from pru_app.sentry_setup import verify_images_job
-
-    with verify_images_job():
-        summary = image_verify_all(repair=repair, delete_orphans=delete_orphans)
-        if not summary.clean:
-            raise VerifyFoundProblems(summary)
-    return summary.as_log_fields()
+__all__ = [
+    "broadcast_chunk_task",
+    "broadcast_run_task",
+    "broadcasts_sweep_task",
+    "fetch_images_task",
+    "verify_images_task",
+]

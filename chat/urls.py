@@ -1,11 +1,14 @@
+"""The app's pages (the JSON API has its own routes: chat.messaging.api.urls)."""
+
 from django.urls import path
 
-from chat.views import chat_views, image_views
+from chat.images import views as image_views
+from chat.messaging.web import views as chat_page_views
 
 app_name = "chat"
 
 urlpatterns: list = [
     path("stored-images/<int:pk>", image_views.stored_image, name="stored_image"),
-    path("chat/", chat_views.chat_page, name="chat_page"),
-    path("chat/read", chat_views.chat_read, name="chat_read"),
+    path("chat/", chat_page_views.chat_page, name="chat_page"),
+    path("chat/read", chat_page_views.chat_read, name="chat_read"),
 ]

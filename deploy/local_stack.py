@@ -1,4 +1,4 @@
-"""The compose stack without Docker: an S3 server, Gunicorn and Debian's nginx on loopback, from the same files."""
+"""The compose stack without Docker: Gunicorn, the worker, beat and Debian's nginx on loopback, from the same files."""
 
 import os
 import secrets
@@ -13,10 +13,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from deploy.nginx_config import write_config
-from devservers.s3 import free_port
+from deploy.ports import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = PROJECT_ROOT / "deploy" / "compose"
@@ -48,16 +49,30 @@ class StackError(RuntimeError):
     """A part of the local stack did not start or did not become ready."""
 
 
-# Where the stack keeps images when AWS_S3_ENDPOINT_URL names no S3 server of its own:
-# "files": Django's FileSystemStorage under <run dir>/media (DJANGO_MEDIA_ROOT), served by nginx from disk;
-# "moto": moto's S3 server, in memory: every object is gone when the stack stops.
-STORAGE_CHOICES = ("files", "moto")
+class S3ServerProcess(Protocol):
+    """An S3 server the stack starts and stops with itself (for development and tests: devservers.s3.S3Server).
+
+    Without one, and without AWS_S3_ENDPOINT_URL, images go to Django's FileSystemStorage under
+    <run dir>/media (DJANGO_MEDIA_ROOT), served by nginx from disk.
+    """
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+    def create_bucket(self, name: str) -> object: ...
+
+
 # The keys a management command needs to act on the stack (bin/manage reads them from manage.env).
 MANAGE_ENV_PREFIXES = ("DJANGO_", "DATABASE_", "AWS_", "IMAGE_", "SENTRY_", "LOG_", "CELERY_", "BROADCAST_")
 
 
 class LocalStack:
-    """nginx → Gunicorn → Django (+ moto's S3 server or a media folder, unless AWS_S3_ENDPOINT_URL is set); a context manager."""
+    """nginx → Gunicorn → Django (+ s3_server, or a media folder, unless AWS_S3_ENDPOINT_URL is set); a context manager."""
 
     def __init__(
         self,
@@ -68,11 +83,8 @@ class LocalStack:
         port: int = 0,
         echo_logs: bool = False,
         ready_timeout: float = 90.0,
-        storage: str = "moto",
+        s3_server: S3ServerProcess | None = None,
     ):
-        if storage not in STORAGE_CHOICES:
-            raise ValueError(f"storage must be one of {STORAGE_CHOICES}, not {storage!r}")
-        self.storage = storage
         self._base_environ = dict(os.environ if environ is None else environ)
         self._overrides = dict(overrides or {})
         self._owns_run_dir = run_dir is None
@@ -81,7 +93,7 @@ class LocalStack:
         self.echo_logs = echo_logs
         self.ready_timeout = ready_timeout
         self.env: dict[str, str] = {}
-        self.s3_server = None
+        self.s3_server = s3_server
         self._processes: dict[str, subprocess.Popen] = {}
 
     # --- addresses ---------------------------------------------------------------------------------
@@ -128,7 +140,6 @@ class LocalStack:
             _terminate(self._processes.pop(name), signal.SIGTERM)
         if self.s3_server is not None:
             self.s3_server.stop()
-            self.s3_server = None
         if self._owns_run_dir and not os.environ.get("PRU_KEEP_STACK_DIR"):
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -148,7 +159,8 @@ class LocalStack:
                 if process.poll() is not None:
                     raise StackError(f"{name} exited with {process.returncode}:\n{self.log_text(name)[-3000:]}")
             try:
-                with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+                request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (our own loopback URL)
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
                     if response.status == 200:
                         return
             except urllib.error.HTTPError as error:
@@ -176,7 +188,7 @@ class LocalStack:
         if not self.env.get("AWS_STORAGE_BUCKET_NAME"):
             return f"files under {self.env['DJANGO_MEDIA_ROOT']} (kept across restarts)"
         where = f"{self.env['AWS_S3_ENDPOINT_URL']}, bucket {self.env['AWS_STORAGE_BUCKET_NAME']}"
-        return where + (" (moto, IN MEMORY: every image is gone when this stops)" if self.s3_server else "")
+        return where + (" (started with the stack, IN MEMORY: every image is gone when this stops)" if self.s3_server else "")
 
     def write_manage_env(self, path: Path) -> Path:
         """The stack's settings as a shell file (0600: it holds the secret key) for bin/manage."""
@@ -217,7 +229,7 @@ class LocalStack:
 
         env.setdefault("DJANGO_MEDIA_ROOT", str(self.run_dir / "media"))
         env["NGINX_MEDIA_ROOT"] = env["DJANGO_MEDIA_ROOT"]
-        if not env.get("AWS_S3_ENDPOINT_URL") and self.storage == "files":
+        if not env.get("AWS_S3_ENDPOINT_URL") and self.s3_server is None:
             # No bucket: settings pick FileSystemStorage under DJANGO_MEDIA_ROOT, kept across restarts.
             env["AWS_STORAGE_BUCKET_NAME"] = ""
             Path(env["DJANGO_MEDIA_ROOT"]).mkdir(parents=True, exist_ok=True)
@@ -225,13 +237,11 @@ class LocalStack:
             env["STORAGE_UPSTREAM"] = "127.0.0.1:9"
             self._finish_environment(env)
             return env
-        if not env.get("AWS_S3_ENDPOINT_URL"):
-            from devservers.s3 import ACCESS_KEY, SECRET_KEY, S3Server
-
-            self.s3_server = S3Server().start()
+        if not env.get("AWS_S3_ENDPOINT_URL") and self.s3_server is not None:
+            self.s3_server.start()
             env["AWS_S3_ENDPOINT_URL"] = self.s3_server.endpoint_url
-            env["AWS_ACCESS_KEY_ID"] = ACCESS_KEY
-            env["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
+            env["AWS_ACCESS_KEY_ID"] = self.s3_server.access_key
+            env["AWS_SECRET_ACCESS_KEY"] = self.s3_server.secret_key
         endpoint = urlsplit(env["AWS_S3_ENDPOINT_URL"])
         env["STORAGE_UPSTREAM"] = endpoint.netloc if endpoint.port else f"{endpoint.hostname}:80"
         self._finish_environment(env)
@@ -290,7 +300,7 @@ class LocalStack:
             output.close()
 
     def _require_own_storage(self):
-        if self.s3_server is None:
+        if self.s3_server is None or self.env.get("AWS_S3_ENDPOINT_URL") != self.s3_server.endpoint_url:
             raise StackError("this stack uses an external S3 endpoint (AWS_S3_ENDPOINT_URL); it cannot stop it")
         return self.s3_server
 

@@ -17,10 +17,10 @@ def make_handler(server):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a real API would offer
 
-        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        def log_message(self, format, *args):
             pass  # quiet: tests read server.requests() instead
 
-        def do_GET(self):  # noqa: N802 - the base class's naming
+        def do_GET(self):
             server._record(self.path)
             if server.latency:
                 time.sleep(server.latency)

@@ -2,7 +2,6 @@
 
 import argparse
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,17 +13,12 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from deploy.ports import free_port
+
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 REGION = "us-east-1"
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class S3ServerError(RuntimeError):
@@ -46,6 +40,14 @@ class S3Server:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def access_key(self) -> str:
+        return ACCESS_KEY
+
+    @property
+    def secret_key(self) -> str:
+        return SECRET_KEY
+
+    @property
     def host_port(self) -> str:
         return f"{self.host}:{self.port}"
 
@@ -57,7 +59,7 @@ class S3Server:
         if self.running:
             return self
         # A file, not a pipe: moto logs every request and a full pipe would block it.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server; closed in stop())
         self._process = subprocess.Popen(
             [sys.executable, "-m", "devservers.moto_server", "-H", self.host, "-p", str(self.port)],
             stdout=self._log,

@@ -172,7 +172,7 @@ class SentryIngestServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 match = PROJECT_PATH.match(self.path.split("?", 1)[0])
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if not match:
@@ -204,7 +204,7 @@ class SentryIngestServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+            def log_message(self, format, *args):
                 """Quiet: the recorded items are what tests look at."""
 
         return Handler
@@ -220,7 +220,7 @@ def main() -> None:
         seen = 0
         try:
             while True:
-                ingest.wait_for(lambda server: len(server.items) > seen, timeout=1.0)
+                ingest.wait_for(lambda server, seen=seen: len(server.items) > seen, timeout=1.0)
                 with ingest._lock:
                     fresh = ingest.items[seen:]
                 seen += len(fresh)

@@ -138,6 +138,6 @@ def configure_structlog(*, log_format: str) -> None:
     # Python warnings (deprecations, Celery's root warning) as log lines too, not free text on stderr.
     logging.captureWarnings(True)
     # Imported here: it needs Django, which Gunicorn's master (a user of this module) does not load.
-    from pru_app import request_logging
+    from core import request_logging
 
     request_logging.connect_receivers()

@@ -1,25 +1,17 @@
-"""Sentry: on only with a DSN; one event per exception; fetches and broadcasts as transactions."""
+"""Sentry: on only with a DSN; one event per exception; jobs (core.observability) sampled apart from requests."""
 
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 
 import sentry_sdk
 import structlog
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
-from sentry_sdk.consts import SPANSTATUS
-from sentry_sdk.tracing import Transaction, TransactionSource
 from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
 
-FETCH_IMAGES_OP = "task.fetch_images"
-VERIFY_IMAGES_OP = "task.verify_images"
-BROADCAST_OP = "task.broadcast"
-# On workers a broadcast is one transaction per chunk (about BROADCAST_CHUNK_MESSAGES messages).
-BROADCAST_CHUNK_OP = "task.broadcast_chunk"
-JOB_OPS = frozenset({FETCH_IMAGES_OP, VERIFY_IMAGES_OP, BROADCAST_OP, BROADCAST_CHUNK_OP})
+from core.observability import JOB_OP_PREFIX
 
 # Warnings worth an event of their own (grouped by name); every other warning is a breadcrumb.
 WARNING_EVENTS = frozenset({"image_fetch.failed"})
@@ -73,7 +65,7 @@ def _traces_sampler(*, default_rate: float, job_rate: float):
     def sampler(sampling_context: dict) -> float:
         # Fetches and broadcasts are rare and worth seeing whole; requests follow the rate.
         op = (sampling_context.get("transaction_context") or {}).get("op")
-        if op in JOB_OPS:
+        if isinstance(op, str) and op.startswith(JOB_OP_PREFIX):
             return job_rate
         if op in REQUEST_OPS:
             return default_rate
@@ -177,62 +169,3 @@ def _exc_info(value):
         current = sys.exc_info()
         return current if current[0] is not None else None
     return None
-
-
-@contextmanager
-def sentry_job(*, name: str, op: str, monitor_slug: str = "", monitor_config: dict | None = None):
-    """Run a unit of work as a transaction (and a cron check-in when a slug is given); report its exception once."""
-    with ExitStack() as stack:
-        if monitor_slug:
-            stack.enter_context(sentry_sdk.monitor(monitor_slug=monitor_slug, monitor_config=monitor_config))
-        transaction = stack.enter_context(sentry_sdk.start_transaction(_job_transaction(name=name, op=op)))
-        try:
-            yield transaction
-        except Exception:
-            sentry_sdk.capture_exception()
-            raise
-        if getattr(transaction, "status", None) is None:
-            transaction.set_status(SPANSTATUS.OK)
-
-
-def _job_transaction(*, name: str, op: str) -> Transaction:
-    # Inside a request or a Celery task the job stays in that trace, so one trace id leads
-    # from nginx's request to the job's spans and events.
-    parent = sentry_sdk.get_current_span()
-    if getattr(parent, "trace_id", None) is None:
-        return Transaction(name=name, op=op, source=TransactionSource.TASK)
-    return Transaction(
-        name=name,
-        op=op,
-        source=TransactionSource.TASK,
-        trace_id=parent.trace_id,
-        parent_span_id=parent.span_id,
-        parent_sampled=parent.sampled,
-    )
-
-
-def fetch_images_job():
-    """A fetch run as the transaction "fetch_images" inside cron check-ins under SENTRY_CRON_MONITOR_SLUG."""
-    from django.conf import settings
-
-    return _cron_job(
-        name="fetch_images", op=FETCH_IMAGES_OP, slug=settings.SENTRY_CRON_MONITOR_SLUG, schedule=settings.SENTRY_CRON_SCHEDULE
-    )
-
-
-def verify_images_job():
-    """A verify run as the transaction "verify_images" inside cron check-ins under SENTRY_VERIFY_MONITOR_SLUG."""
-    from django.conf import settings
-
-    return _cron_job(
-        name="verify_images",
-        op=VERIFY_IMAGES_OP,
-        slug=settings.SENTRY_VERIFY_MONITOR_SLUG,
-        schedule=settings.SENTRY_VERIFY_CRON_SCHEDULE,
-    )
-
-
-def _cron_job(*, name: str, op: str, slug: str, schedule: str):
-    # With a schedule the first check-in creates (or updates) the monitor; without, it must exist.
-    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
-    return sentry_job(name=name, op=op, monitor_slug=slug, monitor_config=monitor_config)

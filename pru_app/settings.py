@@ -7,11 +7,11 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from core.secret_values import PlaceholderSecret, env_secret, example_values, refuse_placeholder_secrets
 from pru_app.beat_schedules import image_beat_schedule
 from pru_app.logging_setup import build_logging_config, configure_structlog
-from pru_app.secret_values import PlaceholderSecret, env_secret, example_values, refuse_placeholder_secrets
+from pru_app.s3_options import s3_storage_options
 from pru_app.sentry_setup import init_sentry
-from pru_app.storage_setup import s3_storage_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY is missing: set it in the environment (bin/init-env writes one into .env), "
             "or set DJANGO_DEBUG=true for local development."
         )
-    SECRET_KEY = "insecure-development-only-key-never-used-when-debug-is-off"
+    SECRET_KEY = "insecure-development-only-key-never-used-when-debug-is-off"  # noqa: S105 (DEBUG only)
 # Rotation: the new key in DJANGO_SECRET_KEY, the old ones here until their sessions and signed
 # links have expired (comma-separated).
 SECRET_KEY_FALLBACKS = [key for key in env_secret("DJANGO_SECRET_KEY_FALLBACKS").split(",") if key]
@@ -56,7 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # /healthz before everything else (see the class).
-    "chat.middleware.LivenessProbeMiddleware",
+    "core.middleware.LivenessProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # SECURE_CSP below; nginx adds the same policy only where Django did not answer.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -172,7 +172,7 @@ USE_S3_STORAGE = bool(AWS_STORAGE_BUCKET_NAME)
 if USE_S3_STORAGE:
     DEFAULT_STORAGE = {
         # django-storages' S3Storage plus per-object metadata and one shared boto3 session.
-        "BACKEND": "chat.storage.S3ImageStorage",
+        "BACKEND": "core.s3_backend.SharedClientS3Storage",
         "OPTIONS": s3_storage_options(
             bucket_name=AWS_STORAGE_BUCKET_NAME,
             endpoint_url=AWS_S3_ENDPOINT_URL,
@@ -313,7 +313,7 @@ CELERY_BEAT_SCHEDULE = {
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-# /healthz is answered before SecurityMiddleware (chat.middleware.LivenessProbeMiddleware).
+# /healthz is answered before SecurityMiddleware (core.middleware.LivenessProbeMiddleware).
 SECURE_REDIRECT_EXEMPT = [r"^readyz$"]
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)

@@ -11,8 +11,8 @@ os.environ.setdefault("DJANGO_CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS", "true")
 os.environ.setdefault("LOG_FORMAT", "json")
 
-from pru_app.settings import *  # noqa: E402,F403
+from pru_app.settings import *
 
 # Hashing speed is not what these tests measure.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}

@@ -38,7 +38,7 @@ def load_compose() -> tuple[dict, dict[str, Path]]:
     """docker-compose.yml with its `include`d files merged in; each service's base directory."""
     document = load_yaml(COMPOSE_FILE)
     services = dict(document.get("services", {}))
-    base_dirs = {name: PROJECT_ROOT for name in services}
+    base_dirs = dict.fromkeys(services, PROJECT_ROOT)
     for included in compose_includes(document):
         # Compose resolves an included file's relative paths from that file's own directory.
         child = load_yaml(included) or {}

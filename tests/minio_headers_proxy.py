@@ -68,13 +68,13 @@ class MinioHeadersProxy:
                 finally:
                     connection.close()
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward  # noqa: N815 (http.server's naming)
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
             def send_response(self, code, message=None):
                 # No Server/Date of http.server's own: MINIO_HEADERS names the server.
                 self.send_response_only(code, message)
 
-            def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+            def log_message(self, format, *args):
                 pass
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)

@@ -10,6 +10,7 @@ from psycopg2 import sql
 from requests.adapters import HTTPAdapter
 
 from deploy.local_stack import LocalStack
+from devservers.s3 import S3Server
 
 # Keys the test settings put into os.environ; the stack runs production settings from scratch.
 _CONFIG_PREFIXES = ("DJANGO_", "DATABASE_", "AWS_", "IMAGE_", "SENTRY_", "LOG_", "GUNICORN_", "NGINX_", "CELERY_", "BROADCAST_")
@@ -51,6 +52,7 @@ def running_stack(*, name: str, run_dir, overrides: dict[str, str] | None = None
             environ=clean_environment(),
             overrides={"DATABASE_URL": database_url, "LOG_FORMAT": "json", **(overrides or {})},
             run_dir=run_dir,
+            s3_server=S3Server(),
         )
         with stack:
             yield stack

@@ -57,7 +57,7 @@ def test_compose_uses_the_specification_format_without_a_version_key():
 
 
 def test_compose_defines_every_service_of_the_stack(services):
-    assert REQUIRED_SERVICES <= set(services)
+    assert set(services) >= REQUIRED_SERVICES
 
 
 def test_observability_file_is_included_when_it_exists():
@@ -126,7 +126,7 @@ def test_every_long_running_service_has_a_healthcheck(compose, services):
     # The services of docker-compose.yml itself; included files answer for their own.
     own = {name for name, base in compose[1].items() if base == PROJECT_ROOT}
     long_running = {name for name in own if services[name].get("restart") != "no"}
-    assert REQUIRED_SERVICES - ONE_SHOT <= long_running
+    assert long_running >= REQUIRED_SERVICES - ONE_SHOT
     for name in long_running:
         healthcheck = services[name].get("healthcheck")
         assert healthcheck and healthcheck.get("test"), f"{name} has no healthcheck"
@@ -264,7 +264,7 @@ def test_every_file_the_dockerfile_copies_exists_and_is_not_dockerignored():
 
 
 @pytest.mark.parametrize(
-    "script", sorted((PROJECT_ROOT / "deploy" / "compose").glob("*/start")) + [PROJECT_ROOT / "deploy/compose/minio/setup"],
+    "script", [*sorted((PROJECT_ROOT / "deploy" / "compose").glob("*/start")), PROJECT_ROOT / "deploy/compose/minio/setup"],
     ids=lambda path: f"{path.parent.name}/{path.name}",
 )
 def test_start_scripts_fail_fast_and_end_in_exec(script):

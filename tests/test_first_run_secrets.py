@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import pytest
-
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 
 from chat.tests.subprocess_helpers import run_manage
-from pru_app.secret_values import is_placeholder, placeholder_keys
+from core.secret_values import is_placeholder, placeholder_keys
 from tests.deploy_files import ENV_EXAMPLE, MINIO_ENV_EXAMPLE, PROJECT_ROOT, env_file_keys
 
 INIT_ENV = PROJECT_ROOT / "bin" / "init-env"

@@ -50,7 +50,7 @@ def test_init_refuses_a_copy_of_env_example_naming_the_secret_key(database_url):
 
 
 def test_init_refuses_the_example_superuser_password(database_url):
-    # A weak one is refused the same way (chat/tests/services/test_accounts.py has the validators' cases).
+    # A weak one is refused the same way (core/tests/test_accounts.py has the validators' cases).
     password = env_file_keys(ENV_EXAMPLE)["DJANGO_SUPERUSER_PASSWORD"]
     result = _run_init(database_url, **GOOD_SECRETS, DJANGO_SUPERUSER_PASSWORD=password)
     assert result.returncode != 0
@@ -59,7 +59,7 @@ def test_init_refuses_the_example_superuser_password(database_url):
 
 
 def test_init_creates_the_superuser_with_a_strong_password(database_url):
-    # A re-run leaves it alone: chat/tests/services/test_accounts.py.
+    # A re-run leaves it alone: core/tests/test_accounts.py.
     result = _run_init(database_url, **GOOD_SECRETS, DJANGO_SUPERUSER_PASSWORD="Zx8-init-test-strong-password")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Superuser admin created" in result.stdout

@@ -24,9 +24,9 @@ STORED_BYTES = b"\xff\xd8\xff\xe0 not really a jpeg, only bytes nginx must not l
 class _EchoHeaders(BaseHTTPRequestHandler):
     """Gunicorn's stand-in: answers with the request headers it received, as JSON."""
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         if self.path.startswith("/stored-images/"):
-            # As Django answers for a stored image on the file system (chat/views/image_views.py).
+            # As Django answers for a stored image on the file system (chat/images/serving.py).
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
             self.send_header("Vary", "Cookie")
@@ -41,7 +41,7 @@ class _EchoHeaders(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+    def log_message(self, format, *args):
         pass
 
 
@@ -108,7 +108,7 @@ def test_only_the_trusted_proxy_may_say_the_request_was_https(edge):
 def test_a_stored_file_from_disk_gets_our_headers_once_each_with_vary_cookie(edge):
     response = client_from(OUTSIDE).get(edge + "/stored-images/1", timeout=10)
     assert response.status_code == 200 and response.content == STORED_BYTES
-    names = [name.lower() for name in response.raw.headers.keys()]
+    names = [name.lower() for name in response.raw.headers.keys()]  # noqa: SIM118 (every line, repeats included)
     assert len(names) == len(set(names)), names
     assert response.headers["Vary"] == "Cookie"
     assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"

@@ -93,12 +93,11 @@ def running_celery_worker(*, broker_url: str, output_path, env_overrides: dict |
                           pool: str = "solo", concurrency: int = 1, name: str | None = None):
     """Start a worker (as deploy/compose/worker/start does) and publish this process's tasks to it."""
     queue = queue or new_queue_name()
-    with publishing_to(broker_url=broker_url, queue=queue):
-        with celery_process(
-            *worker_arguments(queue=queue, pool=pool, concurrency=concurrency, name=name),
-            broker_url=broker_url, queue=queue, output_path=output_path, env_overrides=env_overrides,
-        ) as process:
-            yield process
+    with publishing_to(broker_url=broker_url, queue=queue), celery_process(
+        *worker_arguments(queue=queue, pool=pool, concurrency=concurrency, name=name),
+        broker_url=broker_url, queue=queue, output_path=output_path, env_overrides=env_overrides,
+    ) as process:
+        yield process
 
 
 def _forget_broker_connections():

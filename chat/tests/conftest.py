@@ -2,7 +2,6 @@ import itertools
 
 import pytest
 from django.contrib.auth import get_user_model
-
 from django.utils import timezone
 
 from chat.models import Image, ImageStatus

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chat.admin.image_admin import SEND_ACTION_LABEL
+from chat.broadcasts.admin import SEND_ACTION_LABEL
 from chat.models import Broadcast, Chat, Image, Message
 
 pytestmark = pytest.mark.django_db
@@ -178,8 +178,8 @@ def test_message_search_by_text_finds_messages_of_every_user(staff_client, make_
 
 
 def test_broadcasts_list_shows_progress_and_resume_finishes_a_stalled_one(staff_client, make_user, make_image):
-    from chat.services.broadcast_chunks import chunk_run
-    from chat.services.broadcasts import broadcast_create
+    from chat.broadcasts.chunks import chunk_run
+    from chat.broadcasts.sending import broadcast_create
 
     for _ in range(3):
         make_user()

@@ -21,7 +21,8 @@ def test_a_broadcast_left_unfinished_before_chunks_gets_one_chunk_and_is_not_clo
     executor = MigrationExecutor(connection)
     executor.migrate(latest)
 
-    from chat.models import Broadcast as CurrentBroadcast, BroadcastChunk
+    from chat.models import Broadcast as CurrentBroadcast
+    from chat.models import BroadcastChunk
 
     assert CurrentBroadcast.objects.get(pk=unfinished.pk).chunk_count == 1
     assert list(BroadcastChunk.objects.values_list("broadcast_id", "status")) == [(unfinished.pk, "pending")]

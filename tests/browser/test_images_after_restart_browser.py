@@ -7,6 +7,7 @@ import requests
 
 from deploy.local_stack import LocalStack
 from devservers.photo_api import PhotoApiServer
+from devservers.s3 import S3Server
 from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.browser.test_admin_broadcast_browser import _stored_thumbnails
 from tests.stack_support import clean_environment, stack_database
@@ -29,7 +30,7 @@ def _stack(run_dir, database_url, photo_api) -> LocalStack:
             "DJANGO_SUPERUSER_EMAIL": "restart-admin@example.com",
         },
         run_dir=run_dir,
-        storage=STORAGE,
+        s3_server=S3Server() if STORAGE == "moto" else None,
     )
 
 

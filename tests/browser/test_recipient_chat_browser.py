@@ -23,7 +23,7 @@ SEED = f"""
 import json
 from django.contrib.auth import get_user_model
 from chat.models import Image, Message
-from chat.services.broadcasts import broadcast_send
+from chat.broadcasts.sending import broadcast_send
 users = get_user_model().objects
 users.create_user(username={RECIPIENT['username']!r}, password={RECIPIENT['password']!r})
 other = users.create_user(username="someone-else")

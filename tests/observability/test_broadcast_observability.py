@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 RUN_BROADCAST = """
 from django.contrib.auth import get_user_model
-from chat.services.broadcasts import broadcast_create, broadcast_run
+from chat.broadcasts.sending import broadcast_create, broadcast_run
 staff = get_user_model().objects.get(username="staff")
 broadcast_run(broadcast=broadcast_create(image_ids={image_ids}, sent_by=staff, chunk_messages=4))
 """
@@ -51,7 +51,7 @@ def _run_broadcast(images, *, dsn):
 
 
 def test_a_broadcast_is_a_transaction_with_its_counts_and_two_log_lines(three_chats_two_images, sentry_ingest):
-    users, staff, images = three_chats_two_images
+    _users, staff, images = three_chats_two_images
     result = _run_broadcast(images, dsn=sentry_ingest.dsn)
     assert result.returncode == 0, result.stderr[-3000:]
 

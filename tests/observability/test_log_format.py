@@ -4,7 +4,7 @@ import json
 
 from chat.tests.subprocess_helpers import run_manage
 
-PROBE = "import structlog; structlog.get_logger('chat.services.probe').info('probe.logged', photo_id=7, key='a/b.jpeg')"
+PROBE = "import structlog; structlog.get_logger('chat.images.probe').info('probe.logged', photo_id=7, key='a/b.jpeg')"
 
 
 def _probe(log_format: str) -> str:
@@ -20,7 +20,7 @@ def _probe(log_format: str) -> str:
 def test_json_format_writes_one_object_per_line_with_keyword_fields():
     [line] = [json.loads(text) for text in _probe("json").splitlines()]
     assert line["event"] == "probe.logged" and line["photo_id"] == 7 and line["key"] == "a/b.jpeg"
-    assert line["level"] == "info" and line["logger"] == "chat.services.probe" and line["timestamp"].endswith("Z")
+    assert line["level"] == "info" and line["logger"] == "chat.images.probe" and line["timestamp"].endswith("Z")
 
 
 def test_console_format_is_readable_text_with_the_same_fields():

@@ -165,7 +165,7 @@ def _documented_event_names() -> set[str]:
 def test_every_domain_event_the_code_emits_is_documented():
     documented = _documented_event_names()
     emitted = {name for name in emitted_event_names(project_sources()) if re.fullmatch(r"[a-z_]+\.[a-z_]+", name)}
-    assert DOMAIN_EVENTS <= documented
+    assert documented >= DOMAIN_EVENTS
     assert emitted - documented == set(), f"docs/observability.md lacks {sorted(emitted - documented)}"
 
 

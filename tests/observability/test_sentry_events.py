@@ -6,11 +6,13 @@ import pytest
 import sentry_sdk
 import structlog
 
-from pru_app.sentry_setup import BROADCAST_OP, FETCH_IMAGES_OP, sentry_job
+from chat.broadcasts.sending import BROADCAST_OP
+from chat.images.monitoring import FETCH_IMAGES_OP
+from core.observability import sentry_job
 
 from .conftest import exception_types, flush_and_wait
 
-log = structlog.get_logger("chat.services.example")
+log = structlog.get_logger("chat.images.example")
 
 
 class StorageDown(Exception):
@@ -36,13 +38,12 @@ def test_an_error_line_with_its_exception_becomes_one_event_with_the_log_fields(
 
 
 def test_an_exception_logged_then_wrapped_with_raise_from_is_reported_once(in_process_sentry):
-    with pytest.raises(JobFailed):
-        with sentry_job(name="broadcast", op=BROADCAST_OP):
-            try:
-                raise StorageDown("bucket unreachable")
-            except StorageDown as error:
-                log.exception("broadcast.failed")
-                raise JobFailed("broadcast 7 failed") from error
+    with pytest.raises(JobFailed), sentry_job(name="broadcast", op=BROADCAST_OP):
+        try:
+            raise StorageDown("bucket unreachable")
+        except StorageDown as error:
+            log.exception("broadcast.failed")
+            raise JobFailed("broadcast 7 failed") from error
 
     flush_and_wait(in_process_sentry, lambda server: server.transactions)
     assert len(in_process_sentry.events) == 1
@@ -150,9 +151,8 @@ def test_a_job_is_a_transaction_with_its_data_and_cron_check_ins_around_it(in_pr
 
 
 def test_a_failing_job_reports_one_error_event_and_an_error_check_in(in_process_sentry):
-    with pytest.raises(StorageDown):
-        with sentry_job(name="fetch_images", op=FETCH_IMAGES_OP, monitor_slug="fetch-images"):
-            raise StorageDown("storage gone")
+    with pytest.raises(StorageDown), sentry_job(name="fetch_images", op=FETCH_IMAGES_OP, monitor_slug="fetch-images"):
+        raise StorageDown("storage gone")
 
     flush_and_wait(in_process_sentry, lambda server: server.transactions and len(server.check_ins) >= 2)
     [event] = in_process_sentry.events
@@ -164,9 +164,11 @@ def test_a_failing_job_reports_one_error_event_and_an_error_check_in(in_process_
 
 
 def test_a_job_inside_a_request_transaction_stays_in_its_trace(in_process_sentry):
-    with sentry_sdk.start_transaction(op="http.server", name="/admin/chat/image/", sampled=True) as request:
-        with sentry_job(name="broadcast", op=BROADCAST_OP):
-            pass
+    with (
+        sentry_sdk.start_transaction(op="http.server", name="/admin/chat/image/", sampled=True) as request,
+        sentry_job(name="broadcast", op=BROADCAST_OP),
+    ):
+        pass
 
     flush_and_wait(in_process_sentry, lambda server: len(server.transactions) >= 2)
     by_name = {transaction["transaction"]: transaction for transaction in in_process_sentry.transactions}

@@ -7,9 +7,9 @@ import structlog
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from chat.broadcasts.queue import chunks_enqueue
+from chat.broadcasts.sending import broadcast_create
 from chat.models import Broadcast, BroadcastStatus, Image, ImageStatus
-from chat.services.broadcast_queue import chunks_enqueue
-from chat.services.broadcasts import broadcast_create
 from chat.tests.celery_worker import running_celery_worker, wait_until_broadcast_finished
 
 from .conftest import parse_json_lines

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .conftest import EDGE_ADMIN, LOGIN_BURST, LOGIN_RATE_PER_SECOND, OUTSIDE_ADDRESS, client_from, log_in, table_counts
+from .conftest import EDGE_ADMIN, LOGIN_BURST, LOGIN_RATE_PER_SECOND, OUTSIDE_ADDRESS, client_from, table_counts
 
 pytestmark = pytest.mark.stack
 

@@ -1,4 +1,4 @@
-"""bin/serve's runner (python -m deploy.serve): serves through nginx, keeps images across restarts, bin/manage acts on it."""
+"""bin/serve's runner (python -m devservers.serve): serves through nginx, keeps images across restarts, bin/manage acts on it."""
 
 import re
 import signal
@@ -26,7 +26,7 @@ def _refuses_connections(address: str) -> bool:
 def _start_serve(*arguments, database_url):
     # Not bin/serve itself: its bin/setup-dev step ends stray system nginx processes.
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.serve", *arguments],
+        [sys.executable, "-m", "devservers.serve", *arguments],
         cwd=PROJECT_ROOT, env=clean_environment() | {"DATABASE_URL": database_url},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -8,7 +8,6 @@ import requests
 from botocore.config import Config
 
 from devservers.s3 import ACCESS_KEY, REGION, SECRET_KEY
-
 from tests.deploy_files import PROJECT_ROOT
 from tests.minio_headers_proxy import MINIO_HEADERS
 
@@ -26,7 +25,7 @@ TEMPLATE = PROJECT_ROOT / "deploy" / "nginx" / "default.conf.template"
 
 
 def _header_names(response) -> list[str]:
-    return [name.lower() for name in response.raw.headers.keys()]  # every line, repeats included
+    return [name.lower() for name in response.raw.headers.keys()]  # noqa: SIM118 (every line, repeats included)
 
 
 def test_stored_image_response_carries_only_our_headers_once_each(edge_stack, staff_session, stored_image_ids):

@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.services.storage import StorageUnavailable, storage_describe, storage_ensure_bucket
+from core.object_storage import StorageUnavailable, storage_describe, storage_ensure_bucket
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.services.accounts import SuperuserPasswordRefused, superuser_ensure
+from core.accounts import SuperuserPasswordRefused, superuser_ensure
 
 
 class Command(BaseCommand):

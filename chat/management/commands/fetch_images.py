@@ -7,12 +7,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from chat.outbound_http import UnsafeURL, check_url
-from chat.photo_api import MAX_PAGE_SIZE
-from chat.services.image_fetch_lock import FetchAlreadyRunning
-from chat.services.images import DEFAULT_PAGE_SIZE, ImageIngestionError, image_fetch_all
-from chat.services.storage import StorageUnavailable, storage_describe
-from pru_app.sentry_setup import fetch_images_job
+from chat.images.fetch_lock import FetchAlreadyRunning
+from chat.images.ingestion import DEFAULT_PAGE_SIZE, ImageIngestionError, image_fetch_all
+from chat.images.photo_api import MAX_PAGE_SIZE
+from core.object_storage import StorageUnavailable, storage_describe
+from core.outbound_http import UnsafeURL, check_url
+from chat.images.monitoring import fetch_images_job
 
 MAX_WORKERS = 64
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=_positive(), help="stop after this many listed photos")
         parser.add_argument(
             "--workers", type=_positive(MAX_WORKERS),
-            help="concurrent downloads (default: IMAGE_FETCH_WORKERS, %s)" % settings.IMAGE_FETCH_WORKERS,
+            help=f"concurrent downloads (default: IMAGE_FETCH_WORKERS, {settings.IMAGE_FETCH_WORKERS})",
         )
         parser.add_argument("--refresh", action="store_true", help="download again photos that are already stored")
         parser.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")

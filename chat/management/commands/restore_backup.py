@@ -4,8 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.services.backups import BackupError, backup_restore
-from chat.services.storage import StorageUnavailable
+from chat.backups.backup import BackupError, backup_restore
+from core.object_storage import StorageUnavailable
 
 
 class Command(BaseCommand):

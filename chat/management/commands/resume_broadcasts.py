@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from chat.broadcasts.sending import BroadcastError, broadcast_resume, broadcasts_unfinished
 from chat.models import Broadcast
-from chat.services.broadcasts import BroadcastError, broadcast_resume, broadcasts_unfinished
 
 
 class Command(BaseCommand):

@@ -5,11 +5,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.services.image_fetch_lock import FetchAlreadyRunning
-from chat.services.image_verification import image_verify_all
-from chat.services.image_verify_reports import ImageVerifySummary
-from chat.services.storage import StorageUnavailable
-from pru_app.sentry_setup import verify_images_job
+from chat.images.fetch_lock import FetchAlreadyRunning
+from chat.images.verification import image_verify_all
+from chat.images.verify_reports import ImageVerifySummary
+from core.object_storage import StorageUnavailable
+from chat.images.monitoring import verify_images_job
 
 MAX_WORKERS = 128
 
@@ -82,7 +82,7 @@ class Command(BaseCommand):
             write(f"  repaired:       {summary.repaired}")
             write(f"  repair failed:  {summary.repair_failed} (lost, source gone: {summary.lost})")
         if summary.lost_before:
-            write(f"  lost earlier:   {summary.lost_before} (not retried; delete them or use the admin's Fetch selected again)")
+            write(f"  lost earlier:   {summary.lost_before} (not retried; delete them or use the admin's Repair selected)")
         write(f"  orphans:        {summary.orphans}" + (f" ({summary.orphans_deleted} deleted)" if summary.orphans_deleted else ""))
         if summary.orphans_too_recent:
             write(f"    {summary.orphans_too_recent} newer than --orphan-min-age were kept")

@@ -1,0 +1,98 @@
+"""Backups: the database (pg_dump) and every image object (a folder mirror) in one dated folder, and their restore."""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from django.core.files.storage import Storage, default_storage
+from django.utils import timezone
+
+from chat.backups.database import database_dump, database_restore
+from chat.backups.errors import BackupError
+from chat.backups.objects import objects_mirror, objects_restore
+from core.object_storage import storage_check, storage_describe, storage_ensure_bucket
+
+logger = structlog.get_logger(__name__)
+
+# Written last: a folder without it is a backup that did not finish, and restore refuses it.
+COMPLETE_MARKER = "backup.json"
+
+__all__ = ["BackupError", "BackupReport", "backup_create", "backup_restore"]
+
+
+@dataclass
+class BackupReport:
+    path: Path
+    database_file: str = ""
+    objects: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def backup_create(*, destination: Path, name: str | None = None, database: bool = True, objects: bool = True,
+                  existing_dump: bool = False, storage: Storage | None = None) -> BackupReport:
+    """A new folder destination/<name or UTC time> with database.dump and objects/ + manifest.jsonl.
+
+    The database is dumped first: every row in the dump then names an object the mirror copies
+    (an object stored later is an orphan after a restore, which verify_images reports).
+    existing_dump: database.dump is already in the folder, made just before by the server's own
+    pg_dump (compose's backup-database service: the app image's client is older than the server).
+    """
+    storage = storage or default_storage
+    started = time.monotonic()
+    folder = Path(destination) / (name or timezone.now().strftime("%Y%m%dT%H%M%SZ"))
+    dump = folder / "database.dump"
+    if existing_dump:
+        if not dump.is_file():
+            raise BackupError(f"{dump} not found: run the database dump first")
+        if (folder / COMPLETE_MARKER).exists() or (folder / "objects").exists():
+            raise BackupError(f"{folder} already holds a backup: choose another name")
+    elif folder.exists() and any(folder.iterdir()):
+        raise BackupError(f"{folder} exists and is not empty: choose another --name")
+    folder.mkdir(parents=True, exist_ok=True)
+    report = BackupReport(path=folder)
+    logger.info("backup.started", path=str(folder), where=storage_describe(storage=storage))
+    if existing_dump:
+        report.database_file = dump.name
+    elif database:
+        report.database_file = database_dump(directory=folder).name
+    if objects:
+        storage_check(storage=storage)
+        report.objects, report.bytes = objects_mirror(storage=storage, directory=folder)
+    report.seconds = time.monotonic() - started
+    (folder / COMPLETE_MARKER).write_text(json.dumps({
+        "created_at": timezone.now().isoformat(), "database_file": report.database_file,
+        "objects": report.objects if objects else None, "bytes": report.bytes, "storage": storage_describe(storage=storage),
+    }, indent=2) + "\n")
+    logger.info("backup.finished", path=str(folder), objects=report.objects, bytes=report.bytes,
+                seconds=round(report.seconds, 3))
+    return report
+
+
+def backup_restore(*, source: Path, database: bool = True, objects: bool = True,
+                   storage: Storage | None = None) -> BackupReport:
+    """Put a backup back: the database's tables replaced by the dump's, every object uploaded (bytes checked)."""
+    storage = storage or default_storage
+    started = time.monotonic()
+    folder = Path(source)
+    marker = folder / COMPLETE_MARKER
+    if not marker.is_file():
+        raise BackupError(f"{folder} has no {COMPLETE_MARKER}: not a finished backup")
+    recorded = json.loads(marker.read_text())
+    report = BackupReport(path=folder)
+    logger.info("backup.restore_started", path=str(folder), where=storage_describe(storage=storage))
+    if objects:
+        if recorded.get("objects") is None:
+            raise BackupError(f"{folder} holds no objects (made with --database-only)")
+        storage_ensure_bucket(storage=storage)
+        report.objects, report.bytes = objects_restore(storage=storage, directory=folder)
+    if database:
+        if not recorded.get("database_file"):
+            raise BackupError(f"{folder} holds no database dump (made with --objects-only)")
+        report.database_file = database_restore(directory=folder).name
+    report.seconds = time.monotonic() - started
+    logger.info("backup.restored", path=str(folder), objects=report.objects, bytes=report.bytes,
+                seconds=round(report.seconds, 3))
+    return report

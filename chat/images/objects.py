@@ -1,0 +1,131 @@
+"""The stored objects as verify_images sees them: one object checked against its row, and every key listed."""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.files.storage import FileSystemStorage, Storage
+from storages.backends.s3 import S3Storage
+
+from core.hashing import chunks_of, sha256_of
+from core.object_storage import StorageUnavailable, s3_client, storage_describe
+
+# Every image key starts with it (image_storage_key); orphans are looked for under it only.
+IMAGE_KEY_PREFIX = "images/"
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    """What the storage says about one key: absent, or its size and the sha256 it carries or hashes to."""
+
+    exists: bool
+    byte_size: int | None = None
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    modified_at: datetime
+
+
+def object_facts(*, storage: Storage, key: str, read_data: bool = False, expected_size: int | None = None) -> ObjectFacts:
+    """Look one key up; StorageUnavailable when the storage does not answer (never "absent" then).
+
+    On S3 a HEAD gives the size and the sha256 written into the metadata at upload; read_data
+    downloads and hashes the bytes instead, and so does an object of the expected size without
+    that metadata (stored before it was written, or overwritten behind the app's back). On the
+    file system the bytes are always hashed: files carry no metadata and a local read is cheap.
+    """
+    if isinstance(storage, S3Storage):
+        facts = _s3_facts(storage, key=key, read_data=read_data)
+        if facts.exists and not facts.sha256 and facts.byte_size == expected_size:
+            facts = _s3_facts(storage, key=key, read_data=True)
+        return facts
+    if isinstance(storage, FileSystemStorage):
+        return _file_facts(storage, key=key)
+    raise StorageUnavailable(f"verify_images knows S3 and the file system, not {type(storage).__name__}")
+
+
+def object_keys(*, storage: Storage, page_size: int = 1000) -> Iterator[list[StoredObject]]:
+    """Every object under IMAGE_KEY_PREFIX, a page at a time (memory stays at one page)."""
+    if isinstance(storage, S3Storage):
+        yield from _s3_keys(storage, page_size=page_size)
+    elif isinstance(storage, FileSystemStorage):
+        yield from _file_keys(storage, page_size=page_size)
+    else:
+        raise StorageUnavailable(f"cannot list {type(storage).__name__}")
+
+
+def object_delete(*, storage: Storage, key: str) -> None:
+    try:
+        storage.delete(key)
+    except (BotoCoreError, ClientError, OSError) as error:
+        raise StorageUnavailable(f"could not delete {key} from {storage_describe(storage=storage)}: {error}") from error
+
+
+def _s3_facts(storage: S3Storage, *, key: str, read_data: bool) -> ObjectFacts:
+    client = s3_client(storage)
+    try:
+        if not read_data:
+            head = client.head_object(Bucket=storage.bucket_name, Key=key)
+            return ObjectFacts(exists=True, byte_size=head["ContentLength"], sha256=head.get("Metadata", {}).get("sha256", ""))
+        response = client.get_object(Bucket=storage.bucket_name, Key=key)
+        with response["Body"] as body:
+            sha256, size = sha256_of(chunks_of(body))
+        return ObjectFacts(exists=True, byte_size=size, sha256=sha256)
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # Only the storage's own "no such key" means absent; any other answer says nothing about the object.
+        if status == 404 or details.get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if details.get("Code") == "NoSuchBucket":
+                raise StorageUnavailable(f"{storage_describe(storage=storage)}: the bucket does not exist") from error
+            return ObjectFacts(exists=False)
+        raise StorageUnavailable(f"{storage_describe(storage=storage)} refused HEAD {key}: {details.get('Code') or status}") from error
+    except BotoCoreError as error:
+        raise StorageUnavailable(f"{storage_describe(storage=storage)} did not answer for {key}: {type(error).__name__}: {error}") from error
+
+
+def _file_facts(storage: FileSystemStorage, *, key: str) -> ObjectFacts:
+    try:
+        path = storage.path(key)
+        with open(path, "rb") as handle:
+            sha256, size = sha256_of(chunks_of(handle))
+    except FileNotFoundError:
+        if not os.path.isdir(storage.location):
+            # The whole data folder is gone (unmounted, wrong DJANGO_MEDIA_ROOT): an outage, not 10,000 losses.
+            raise StorageUnavailable(f"{storage_describe(storage=storage)}: the folder does not exist") from None
+        return ObjectFacts(exists=False)
+    except OSError as error:
+        raise StorageUnavailable(f"could not read {key} in {storage_describe(storage=storage)}: {error}") from error
+    return ObjectFacts(exists=True, byte_size=size, sha256=sha256)
+
+
+def _s3_keys(storage: S3Storage, *, page_size: int) -> Iterator[list[StoredObject]]:
+    paginator = s3_client(storage).get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=IMAGE_KEY_PREFIX, PaginationConfig={"PageSize": page_size}):
+            yield [StoredObject(key=item["Key"], modified_at=item["LastModified"]) for item in page.get("Contents", [])]
+    except (BotoCoreError, ClientError) as error:
+        raise StorageUnavailable(f"could not list {storage_describe(storage=storage)}: {error}") from error
+
+
+def _file_keys(storage: FileSystemStorage, *, page_size: int) -> Iterator[list[StoredObject]]:
+    root = os.path.join(storage.location, IMAGE_KEY_PREFIX)
+    page: list[StoredObject] = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                modified = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC)
+            except FileNotFoundError:
+                continue  # removed while listing
+            page.append(StoredObject(key=os.path.relpath(path, storage.location).replace(os.sep, "/"), modified_at=modified))
+            if len(page) >= page_size:
+                yield page
+                page = []
+    if page:
+        yield page

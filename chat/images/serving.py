@@ -1,0 +1,86 @@
+"""Stored images: Django authorises, the private bucket delivers (through nginx or a signed URL).
+
+Two doors, one delivery: /stored-images/<pk> for staff in the admin, and the API's
+/api/v1/images/<id>/file for recipients (token or session), which may open only the images
+their own chat holds.
+"""
+
+import threading
+from urllib.parse import quote, urlsplit
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseRedirect,
+)
+from storages.backends.s3 import S3Storage
+
+from chat.models import Image
+
+# nginx's internal location that proxies to the storage endpoint (deploy/nginx).
+X_ACCEL_PREFIX = "/internal-storage"
+# nginx's internal location that serves MEDIA_ROOT from disk (FileSystemStorage).
+X_ACCEL_FILE_PREFIX = "/internal-media"
+# nginx follows the internal redirect at once; the signature need not live long.
+X_ACCEL_URL_EXPIRY = 60
+_public_storages: dict[tuple, S3Storage] = {}
+_public_storages_lock = threading.Lock()
+
+
+def stored_image_response(image: Image) -> HttpResponse:
+    """The image's bytes by the configured IMAGE_SERVE_MODE."""
+    mode = settings.IMAGE_SERVE_MODE
+    if not isinstance(default_storage, S3Storage):
+        # The file system has no signed URLs: nginx serves it from disk, or Django streams it.
+        mode = "x-accel-file" if mode == "x-accel" and isinstance(default_storage, FileSystemStorage) else "stream"
+    if mode == "x-accel-file":
+        response = _x_accel_file_response(image)
+    elif mode == "x-accel":
+        response = _x_accel_response(image)
+    elif mode == "presigned":
+        response = _presigned_redirect(image)
+    else:
+        response = _stream_response(image)
+    response["Cache-Control"] = "private, no-store" if mode == "presigned" else "private, max-age=300"
+    response["Vary"] = "Cookie"
+    return response
+
+
+def _x_accel_response(image: Image) -> HttpResponse:
+    # Signed for AWS_S3_ENDPOINT_URL, the address nginx forwards to, with its Host header.
+    signed = urlsplit(default_storage.url(image.file.name, expire=X_ACCEL_URL_EXPIRY))
+    response = HttpResponse(content_type=image.content_type or "application/octet-stream")
+    response["X-Accel-Redirect"] = f"{X_ACCEL_PREFIX}{signed.path}?{signed.query}"
+    return response
+
+
+def _x_accel_file_response(image: Image) -> HttpResponse:
+    # nginx's internal location aliases MEDIA_ROOT (NGINX_MEDIA_ROOT): the key is the path below it.
+    response = HttpResponse(content_type=image.content_type or "application/octet-stream")
+    response["X-Accel-Redirect"] = f"{X_ACCEL_FILE_PREFIX}/{quote(image.file.name)}"
+    return response
+
+
+def _presigned_redirect(image: Image) -> HttpResponseRedirect:
+    return HttpResponseRedirect(_public_storage().url(image.file.name))
+
+
+def _stream_response(image: Image) -> FileResponse:
+    response = FileResponse(default_storage.open(image.file.name, "rb"), content_type=image.content_type or None)
+    # Bytes from the internet, served from our origin: never let a browser run them.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def _public_storage() -> S3Storage:
+    """The default storage's twin that signs URLs for AWS_S3_PUBLIC_ENDPOINT_URL (a signature covers the host)."""
+    public_endpoint = settings.AWS_S3_PUBLIC_ENDPOINT_URL or default_storage.endpoint_url
+    key = (default_storage.__class__, default_storage.bucket_name, default_storage.endpoint_url, public_endpoint)
+    with _public_storages_lock:
+        if key not in _public_storages:
+            options = dict(settings.STORAGES["default"].get("OPTIONS", {}))
+            options["endpoint_url"] = public_endpoint
+            _public_storages[key] = default_storage.__class__(**options)
+        return _public_storages[key]

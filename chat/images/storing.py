@@ -1,0 +1,136 @@
+"""One photo, in a worker thread: download, validate, upload under a deterministic key; and the row fields of a stored copy."""
+
+import hashlib
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+import sentry_sdk
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage
+
+from chat.images.download import DownloadedImage, ImageDownloadError, image_download
+from chat.images.photo_api import Photo
+from chat.models import Image, ImageStatus
+from core.object_storage import StorageUnavailable, storage_describe
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    max_bytes: int
+    max_pixels: int
+    deadline_seconds: float
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What happened to one photo: stored (key set) or failed (error set)."""
+
+    photo: Photo
+    ms: int
+    key: str = ""
+    content_type: str = ""
+    byte_size: int = 0
+    sha256: str = ""
+    width: int | None = None
+    height: int | None = None
+    error: str = ""
+    error_kind: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return not self.error
+
+
+def download_limits() -> DownloadLimits:
+    """The limits every download of a photo obeys, from the settings."""
+    return DownloadLimits(
+        max_bytes=settings.IMAGE_FETCH_MAX_BYTES,
+        max_pixels=settings.IMAGE_FETCH_MAX_PIXELS,
+        deadline_seconds=max(settings.IMAGE_FETCH_READ_TIMEOUT * 4, 60.0),
+    )
+
+
+def image_storage_key(*, photo_id: int, source_url: str, extension: str) -> str:
+    """The object key of a photo: the same every run, so a re-run overwrites, never copies."""
+    # From the source URL, not the bytes: a photo whose bytes change keeps its one key.
+    url_hash = hashlib.sha256(source_url.encode()).hexdigest()[:16]
+    return f"images/{photo_id}-{url_hash}.{extension}"
+
+
+def image_store_one(*, photo: Photo, session: requests.Session, storage: Storage, limits: DownloadLimits) -> PhotoOutcome:
+    """Download and store one photo; a bad photo is an outcome, an unusable storage raises StorageUnavailable."""
+    started = time.monotonic()
+    try:
+        with sentry_sdk.start_span(op="image.download", name=photo.url):
+            downloaded = image_download(
+                session=session,
+                url=photo.url,
+                max_bytes=limits.max_bytes,
+                max_pixels=limits.max_pixels,
+                deadline_seconds=limits.deadline_seconds,
+            )
+    except ImageDownloadError as error:
+        return PhotoOutcome(photo=photo, ms=_ms_since(started), error=str(error), error_kind=failure_kind(error))
+    try:
+        key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
+        with sentry_sdk.start_span(op="storage.upload", name=key):
+            _upload(storage, key=key, downloaded=downloaded, photo=photo)
+    finally:
+        downloaded.close()
+    return PhotoOutcome(
+        photo=photo,
+        ms=_ms_since(started),
+        key=key,
+        content_type=downloaded.content_type,
+        byte_size=downloaded.byte_size,
+        sha256=downloaded.sha256,
+        width=downloaded.width,
+        height=downloaded.height,
+    )
+
+
+def image_take_stored_copy(image: Image, outcome: PhotoOutcome, *, now) -> None:
+    """The row's fields for the copy an upload just finished (not saved)."""
+    image.status = ImageStatus.STORED
+    image.file.name = outcome.key
+    image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
+    image.width, image.height = outcome.width, outcome.height
+    image.stored_at = now
+    image.last_error = ""
+
+
+def failure_kind(error: Exception) -> str:
+    """A short category for counting failures by reason."""
+    return {
+        "DownloadFailed": "download failed",
+        "ImageTooLarge": "too large",
+        "DecompressionBomb": "decompression bomb",
+        "ImageRejected": "not an allowed image",
+    }.get(type(error).__name__, type(error).__name__)
+
+
+def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> None:
+    content = File(downloaded.file)
+    content.content_type = downloaded.content_type
+    # S3 metadata travels as HTTP headers: ASCII only.
+    # sha256 travels with the object so verify_images can tell it from other bytes of the same size.
+    content.metadata = {
+        "source-url": quote(photo.url, safe=":/?#[]@!$&'()*+,;=%~"),
+        "photo-id": str(photo.photo_id),
+        "sha256": downloaded.sha256,
+    }
+    try:
+        saved = storage.save(key, content)
+    except Exception as error:  # any storage failure stops the run; the message says which
+        raise StorageUnavailable(
+            f"upload of {key} to {storage_describe(storage=storage)} failed: {type(error).__name__}: {error}"
+        ) from error
+    if saved != key:
+        raise StorageUnavailable(f"storage saved {key!r} as {saved!r}: enable overwriting (file_overwrite / allow_overwrite)")
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,18 @@
+"""/stored-images/<pk>: a stored image for staff in the admin."""
+
+from django.http import HttpResponseForbidden
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
+
+from chat.images.selectors import staff_may_view_images
+from chat.images.serving import stored_image_response
+from chat.models import Image, ImageStatus
+
+
+@require_GET
+def stored_image(request, pk: int):
+    """The stored copy of an image; 403 without a staff session, 404 when nothing is stored."""
+    if not staff_may_view_images(request.user):
+        return HttpResponseForbidden("Stored images are for staff only.", content_type="text/plain")
+    image = get_object_or_404(Image.objects.only("file", "content_type", "status"), pk=pk, status=ImageStatus.STORED)
+    return stored_image_response(image)

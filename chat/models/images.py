@@ -1,0 +1,64 @@
+"""Images fetched from the photo API and the copies of their bytes kept in object storage."""
+
+from django.db import models
+from django.db.models import Q
+
+
+class ImageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    STORED = "stored", "Stored"
+    FAILED = "failed", "Failed"
+    # Set by verify_images: the row had a stored copy that is gone or not the bytes recorded.
+    MISSING = "missing", "Missing"
+    CORRUPT = "corrupt", "Corrupt"
+    # Its copy was missing or corrupt and the source no longer has it: nothing left to repair from.
+    LOST = "lost", "Lost"
+
+
+# Rows that name a stored object verify_images checks; only STORED is ever served or sent.
+VERIFIABLE_STATUSES = (ImageStatus.STORED, ImageStatus.MISSING, ImageStatus.CORRUPT)
+
+
+class Image(models.Model):
+    """A photo from the photo API and the copy of its bytes kept in object storage."""
+
+    photo_id = models.BigIntegerField(db_index=True, help_text="The photo API's id.")
+    source_url = models.URLField(max_length=2048, unique=True)
+    title = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    api_user_id = models.BigIntegerField(null=True, blank=True, help_text="The photo API's user field.")
+
+    status = models.CharField(max_length=16, choices=ImageStatus.choices, default=ImageStatus.PENDING, db_index=True)
+    file = models.FileField(max_length=512, blank=True, help_text="Key of the stored copy in object storage.")
+    content_type = models.CharField(max_length=100, blank=True)
+    byte_size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When verify_images last compared the stored copy with this row."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A row that says "stored" always names the object it stored.
+            models.CheckConstraint(
+                condition=~Q(status=ImageStatus.STORED) | (~Q(file="") & Q(stored_at__isnull=False)),
+                name="image_stored_has_file",
+            ),
+            # Missing, corrupt and lost describe a copy that was stored: they keep its key.
+            models.CheckConstraint(
+                condition=~Q(status__in=[ImageStatus.MISSING, ImageStatus.CORRUPT, ImageStatus.LOST]) | ~Q(file=""),
+                name="image_checked_has_file",
+            ),
+        ]
+
+    def __str__(self):
+        return self.title or self.source_url

@@ -1,0 +1,82 @@
+"""A chat of 100,000 messages costs its reader what a chat of 10 does: every read is an index range scan."""
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat.messaging.selectors import chat_counts, message_page, message_page_for_reader
+from chat.models import Message
+
+pytestmark = pytest.mark.django_db
+
+BIG = 100_000
+
+
+@pytest.fixture
+def big_and_small_chats(make_user):
+    """One chat with 100,000 messages, interleaved (as broadcasts interleave them) with a chat of 10."""
+    big, small = make_user().chat, make_user().chat
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO chat_message (chat_id, text) "
+            "SELECT CASE WHEN n %% 10000 = 0 THEN %s ELSE %s END, 'text ' || n FROM generate_series(1, %s) AS n",
+            [small.pk, big.pk, BIG + 10],
+        )
+        cursor.execute("ANALYZE chat_message")
+    return big, small
+
+
+def _plan(queryset) -> dict:
+    return json.loads(queryset.explain(format="json", analyze=True))[0]["Plan"]
+
+
+def _plan_of_sql(sql: str) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+        return cursor.fetchone()[0][0]["Plan"]
+
+
+def _nodes(plan):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def test_the_first_and_a_deep_page_read_only_their_own_rows_in_any_chat(big_and_small_chats):
+    big, small = big_and_small_chats
+    assert Message.objects.filter(chat=big).count() == BIG and Message.objects.filter(chat=small).count() == 10
+    deep_before = message_page(chat=big, before_id=None, limit=100).messages[-1].id - 50_000
+    for chat, before_id in ((big, None), (small, None), (big, deep_before)):
+        # The query the API runs for the reader's own chat.
+        with CaptureQueriesContext(connection) as captured:
+            message_page_for_reader(user=chat.user, before_id=before_id, limit=20)
+        plan = _plan_of_sql(captured.captured_queries[-1]["sql"])
+        (scan,) = [node for node in _nodes(plan) if node.get("Relation Name") == "chat_message"]
+        # Whatever the chat's size, about a page of rows is read.
+        assert scan["Node Type"] == "Index Scan", scan
+        assert scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0) <= 2 * 21, scan
+    # The small chat's 10 rows lie among 100,000 others: found through a chat_id index, not by walking the table.
+    with CaptureQueriesContext(connection) as captured:
+        message_page_for_reader(user=small.user, limit=20)
+    small_plan = _plan_of_sql(captured.captured_queries[-1]["sql"])
+    # An index that leads with chat_id (for 10 rows PostgreSQL may take either and sort them).
+    assert {node.get("Index Name") for node in _nodes(small_plan)} & {"message_chat_id_id", "message_unique_image_per_chat"}
+
+
+def test_the_counts_are_one_index_backed_pass_over_the_chat(big_and_small_chats):
+    big, small = big_and_small_chats
+    big.last_read_message_id = message_page(chat=big, limit=101).messages[-1].id
+    with CaptureQueriesContext(connection) as captured:
+        counts = chat_counts(chat=big)
+    assert (counts.message_count, counts.unread_count) == (BIG, 100)
+    (query,) = captured.captured_queries
+    # Here the big chat is nearly the whole table, so PostgreSQL may rightly scan it all; either
+    # way one pass over 100,000 rows (bench/http_recipients prints it on a vacuumed table).
+    assert _plan_of_sql(query["sql"])["Actual Total Time"] < 250
+    # A chat among many others' messages: a range scan of an index that leads with chat_id.
+    with CaptureQueriesContext(connection) as captured:
+        assert chat_counts(chat=small).message_count == 10
+    scans = [node for node in _nodes(_plan_of_sql(captured.captured_queries[0]["sql"])) if node.get("Relation Name")]
+    assert len(scans) == 1 and scans[0].get("Index Name") in {"message_chat_id_id", "message_unique_image_per_chat"}, scans

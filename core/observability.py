@@ -1,0 +1,48 @@
+"""Jobs as Sentry sees them: a unit of work is a transaction (and a cron check-in when it has a monitor)."""
+
+from contextlib import ExitStack, contextmanager
+
+import sentry_sdk
+from sentry_sdk.consts import SPANSTATUS
+from sentry_sdk.tracing import Transaction, TransactionSource
+
+# Every job's op starts with it; the sampler traces jobs at SENTRY_JOB_TRACES_SAMPLE_RATE.
+JOB_OP_PREFIX = "task."
+
+
+@contextmanager
+def sentry_job(*, name: str, op: str, monitor_slug: str = "", monitor_config: dict | None = None):
+    """Run a unit of work as a transaction (and a cron check-in when a slug is given); report its exception once."""
+    with ExitStack() as stack:
+        if monitor_slug:
+            stack.enter_context(sentry_sdk.monitor(monitor_slug=monitor_slug, monitor_config=monitor_config))
+        transaction = stack.enter_context(sentry_sdk.start_transaction(_job_transaction(name=name, op=op)))
+        try:
+            yield transaction
+        except Exception:
+            sentry_sdk.capture_exception()
+            raise
+        if getattr(transaction, "status", None) is None:
+            transaction.set_status(SPANSTATUS.OK)
+
+
+def _job_transaction(*, name: str, op: str) -> Transaction:
+    # Inside a request or a Celery task the job stays in that trace, so one trace id leads
+    # from nginx's request to the job's spans and events.
+    parent = sentry_sdk.get_current_span()
+    if getattr(parent, "trace_id", None) is None:
+        return Transaction(name=name, op=op, source=TransactionSource.TASK)
+    return Transaction(
+        name=name,
+        op=op,
+        source=TransactionSource.TASK,
+        trace_id=parent.trace_id,
+        parent_span_id=parent.span_id,
+        parent_sampled=parent.sampled,
+    )
+
+
+def sentry_cron_job(*, name: str, op: str, slug: str, schedule: str):
+    # With a schedule the first check-in creates (or updates) the monitor; without, it must exist.
+    monitor_config = {"schedule": {"type": "crontab", "value": schedule}, "timezone": "UTC"} if schedule else None
+    return sentry_job(name=name, op=op, monitor_slug=slug, monitor_config=monitor_config)
