@@ -178,7 +178,11 @@ class LocalStack:
         """Run manage.py with the stack's environment (database, storage, settings)."""
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise StackError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -188,13 +192,17 @@ class LocalStack:
         if not self.env.get("AWS_STORAGE_BUCKET_NAME"):
             return f"files under {self.env['DJANGO_MEDIA_ROOT']} (kept across restarts)"
         where = f"{self.env['AWS_S3_ENDPOINT_URL']}, bucket {self.env['AWS_STORAGE_BUCKET_NAME']}"
-        return where + (" (started with the stack, IN MEMORY: every image is gone when this stops)" if self.s3_server else "")
+        return where + (
+            " (started with the stack, IN MEMORY: every image is gone when this stops)" if self.s3_server else ""
+        )
 
     def write_manage_env(self, path: Path) -> Path:
         """The stack's settings as a shell file (0600: it holds the secret key) for bin/manage."""
         lines = [f"PRU_SERVE_PID={os.getpid()}"]
         lines += [
-            f"{key}={shlex.quote(value)}" for key, value in sorted(self.env.items()) if key.startswith(MANAGE_ENV_PREFIXES)
+            f"{key}={shlex.quote(value)}"
+            for key, value in sorted(self.env.items())
+            if key.startswith(MANAGE_ENV_PREFIXES)
         ]
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -269,7 +277,9 @@ class LocalStack:
             raise StackError("nginx is not installed: run bin/setup-dev")
         nginx_dir = self.run_dir / "nginx"
         config = write_config(
-            run_dir=nginx_dir, environ=self.env, as_root=os.geteuid() == 0,
+            run_dir=nginx_dir,
+            environ=self.env,
+            as_root=os.geteuid() == 0,
             worker_processes=self.env.get("NGINX_WORKER_PROCESSES", "auto"),
         )
         command = [nginx, "-p", str(nginx_dir), "-c", str(config), "-e", "stderr"]
@@ -293,8 +303,13 @@ class LocalStack:
         # children in order instead of all of them at once.
         output = None if self.echo_logs else self.log_path(name).open("ab")
         self._processes[name] = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True,
+            command,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
         )
         if output is not None:
             output.close()

@@ -102,8 +102,14 @@ def write_trusted_proxies(path: Path, trusted_proxies: str) -> None:
     """Run the image's own script, so both ways of running nginx trust exactly the same peers."""
     result = subprocess.run(
         ["sh", str(TRUSTED_PROXIES_SCRIPT)],
-        env={"PATH": "/usr/bin:/bin", "NGINX_TRUSTED_PROXIES": trusted_proxies, "NGINX_TRUSTED_PROXIES_CONF": str(path)},
-        capture_output=True, text=True, timeout=30,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "NGINX_TRUSTED_PROXIES": trusted_proxies,
+            "NGINX_TRUSTED_PROXIES_CONF": str(path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if result.returncode != 0:
         raise ValueError(result.stderr.strip())

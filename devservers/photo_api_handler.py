@@ -14,6 +14,7 @@ _IMAGE_PATH = re.compile(r"^/public/sample-photos/(\d+)\.jpeg$")
 
 def make_handler(server):
     """The request handler class bound to one PhotoApiServer."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a real API would offer
 
@@ -70,7 +71,9 @@ def make_handler(server):
             if kind == "server-error":
                 return self._send(fault.get("status", 503), b"<html>try again</html>", "text/html")
             if kind == "bomb":
-                return self._send(200, server._bomb_bytes(fault.get("width", 12_000), fault.get("height", 12_000)), "image/png")
+                return self._send(
+                    200, server._bomb_bytes(fault.get("width", 12_000), fault.get("height", 12_000)), "image/png"
+                )
             if kind == "redirect":
                 return self._redirect(f"{server.image_url(photo_id)}?redirected=1")
             if kind == "redirect-to":

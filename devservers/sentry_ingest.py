@@ -73,8 +73,14 @@ def parse_envelope(raw: bytes) -> tuple[dict, list[Item]]:
             # A newline may separate the payload from the next item header.
             if rest.startswith(b"\n"):
                 rest = rest[1:]
-        items.append(Item(type=item_headers.get("type", ""), headers=item_headers,
-                          payload=_maybe_json(payload, item_headers), envelope_headers=envelope_headers))
+        items.append(
+            Item(
+                type=item_headers.get("type", ""),
+                headers=item_headers,
+                payload=_maybe_json(payload, item_headers),
+                envelope_headers=envelope_headers,
+            )
+        )
     return envelope_headers, items
 
 

@@ -19,15 +19,21 @@ DEMO_PHOTOS = 132
 
 def main(argv=None) -> int:
     """bin/serve: run the stack in the foreground until Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(description="nginx + Gunicorn + Django (+ image storage) on loopback, without Docker.")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)), help="nginx's port (default 8000)")
+    parser = argparse.ArgumentParser(
+        description="nginx + Gunicorn + Django (+ image storage) on loopback, without Docker."
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", 8000)), help="nginx's port (default 8000)"
+    )
     parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run" / "serve")
     parser.add_argument(
-        "--in-memory-s3", action="store_true",
+        "--in-memory-s3",
+        action="store_true",
         help="store images in moto's in-memory S3 server instead of <run dir>/media: THEY ARE GONE when bin/serve stops",
     )
     parser.add_argument(
-        "--demo", action="store_true",
+        "--demo",
+        action="store_true",
         help=f"also run the local photo API ({DEMO_PHOTOS} photos on 127.0.0.1:{DEMO_PHOTO_API_PORT}) and point fetch_images at it",
     )
     parser.add_argument("--demo-port", type=int, default=DEMO_PHOTO_API_PORT, help=argparse.SUPPRESS)
@@ -42,7 +48,10 @@ def main(argv=None) -> int:
         # The local API is on loopback, which the SSRF filter refuses unless told: demo only.
         overrides |= {"IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true"}
     stack = LocalStack(
-        port=args.port, run_dir=args.run_dir, echo_logs=True, overrides=overrides,
+        port=args.port,
+        run_dir=args.run_dir,
+        echo_logs=True,
+        overrides=overrides,
         s3_server=S3Server() if args.in_memory_s3 else None,
     )
     manage_env = args.run_dir / "manage.env"
@@ -76,7 +85,11 @@ def main(argv=None) -> int:
 def _report_integrity(stack: LocalStack) -> None:
     """verify_images once at start: a row whose object did not survive the restart says so at once."""
     result = stack.manage("verify_images", "--workers", "8", timeout=600, check=False)
-    lines = [line for line in result.stdout.splitlines() if line.startswith(("All images", "Problems", "  checked", "  missing", "  corrupt", "  orphans"))]
+    lines = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith(("All images", "Problems", "  checked", "  missing", "  corrupt", "  orphans"))
+    ]
     print("verify_images at start-up:\n" + "\n".join(lines or [result.stderr.strip()[-500:]]), flush=True)
 
 

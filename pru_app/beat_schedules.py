@@ -10,7 +10,9 @@ def crontab_from_line(line: str, *, key: str) -> crontab | None:
     if not fields:
         return None
     if len(fields) != 5:
-        raise ImproperlyConfigured(f"{key} must be a crontab line of 5 fields (minute hour day month weekday), not {line!r}.")
+        raise ImproperlyConfigured(
+            f"{key} must be a crontab line of 5 fields (minute hour day month weekday), not {line!r}."
+        )
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     try:
         return crontab(
@@ -26,7 +28,11 @@ def image_beat_schedule(*, fetch: str, verify: str, verify_repair: bool) -> dict
     fetch_schedule = crontab_from_line(fetch, key="IMAGE_FETCH_SCHEDULE")
     if fetch_schedule is not None:
         # A run left waiting in the queue for an hour is replaced by the next one, not stacked.
-        entries["images-fetch"] = {"task": "chat.tasks.fetch_images_task", "schedule": fetch_schedule, "options": {"expires": 3600}}
+        entries["images-fetch"] = {
+            "task": "chat.tasks.fetch_images_task",
+            "schedule": fetch_schedule,
+            "options": {"expires": 3600},
+        }
     verify_schedule = crontab_from_line(verify, key="IMAGE_VERIFY_SCHEDULE")
     if verify_schedule is not None:
         entries["images-verify"] = {

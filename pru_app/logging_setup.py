@@ -103,7 +103,9 @@ def build_logging_config(*, log_format: str, level: str) -> dict:
     )
 
 
-def gunicorn_logconfig_dict(*, access_log: bool = True, log_format: str | None = None, level: str | None = None) -> dict:
+def gunicorn_logconfig_dict(
+    *, access_log: bool = True, log_format: str | None = None, level: str | None = None
+) -> dict:
     """Gunicorn's logconfig_dict: its error log (and access log when wanted) as the app's lines, on stdout."""
     log_format = log_format or os.environ.get("LOG_FORMAT", "json")
     level = level or os.environ.get("LOG_LEVEL", "INFO")

@@ -136,7 +136,11 @@ class SentryLogProcessor:
             # A line that is an event of its own would only repeat itself as a crumb on the next one.
             elif level >= logging.INFO:
                 sentry_sdk.add_breadcrumb(
-                    type="log", category=logger_name, message=str(event_dict.get("event")), level=level_name, data=fields
+                    type="log",
+                    category=logger_name,
+                    message=str(event_dict.get("event")),
+                    level=level_name,
+                    data=fields,
                 )
         return event_dict
 

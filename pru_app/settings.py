@@ -33,9 +33,7 @@ if not SECRET_KEY:
 # links have expired (comma-separated).
 SECRET_KEY_FALLBACKS = [key for key in env_secret("DJANGO_SECRET_KEY_FALLBACKS").split(",") if key]
 
-ALLOWED_HOSTS = env.list(
-    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else []
-)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -117,7 +115,9 @@ TEMPLATES = [
 DATABASE_HOST = env.str("DATABASE_HOST", default="")
 if DATABASE_HOST:
     if env.str("DATABASE_URL", default=""):
-        raise ImproperlyConfigured("Set DATABASE_URL or DATABASE_HOST (with DATABASE_PORT, _NAME, _USER, _PASSWORD), not both.")
+        raise ImproperlyConfigured(
+            "Set DATABASE_URL or DATABASE_HOST (with DATABASE_PORT, _NAME, _USER, _PASSWORD), not both."
+        )
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
@@ -129,11 +129,7 @@ if DATABASE_HOST:
         }
     }
 else:
-    DATABASES = {
-        "default": env.db_url(
-            "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-        )
-    }
+    DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -201,7 +197,9 @@ if not DEBUG:
         refuse_placeholder_secrets(
             {
                 "DJANGO_SECRET_KEY": SECRET_KEY,
-                **{f"DJANGO_SECRET_KEY_FALLBACKS ({number})": key for number, key in enumerate(SECRET_KEY_FALLBACKS, 1)},
+                **{
+                    f"DJANGO_SECRET_KEY_FALLBACKS ({number})": key for number, key in enumerate(SECRET_KEY_FALLBACKS, 1)
+                },
                 _database_password_key: DATABASES["default"].get("PASSWORD") or "",
                 "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
             },
@@ -218,9 +216,7 @@ if DEBUG:
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
 # The photo API and image downloads.
-IMAGE_API_URL = env.str(
-    "IMAGE_API_URL", default="https://api.slingacademy.com/v1/sample-data/photos"
-)
+IMAGE_API_URL = env.str("IMAGE_API_URL", default="https://api.slingacademy.com/v1/sample-data/photos")
 IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = env.bool("IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS", default=False)
 IMAGE_FETCH_MAX_BYTES = env.int("IMAGE_FETCH_MAX_BYTES", default=20 * 1024 * 1024)
 IMAGE_FETCH_MAX_PIXELS = env.int("IMAGE_FETCH_MAX_PIXELS", default=50_000_000)

@@ -13,7 +13,18 @@ from deploy.local_stack import LocalStack
 from devservers.s3 import S3Server
 
 # Keys the test settings put into os.environ; the stack runs production settings from scratch.
-_CONFIG_PREFIXES = ("DJANGO_", "DATABASE_", "AWS_", "IMAGE_", "SENTRY_", "LOG_", "GUNICORN_", "NGINX_", "CELERY_", "BROADCAST_")
+_CONFIG_PREFIXES = (
+    "DJANGO_",
+    "DATABASE_",
+    "AWS_",
+    "IMAGE_",
+    "SENTRY_",
+    "LOG_",
+    "GUNICORN_",
+    "NGINX_",
+    "CELERY_",
+    "BROADCAST_",
+)
 
 
 def clean_environment() -> dict[str, str]:

@@ -8,7 +8,12 @@ COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["ser
 
 
 def test_backup_and_restore_are_one_shot_services_only_in_their_profiles():
-    for name, profile in (("backup-database", "backup"), ("backup", "backup"), ("restore", "restore"), ("restore-database", "restore")):
+    for name, profile in (
+        ("backup-database", "backup"),
+        ("backup", "backup"),
+        ("restore", "restore"),
+        ("restore-database", "restore"),
+    ):
         service = COMPOSE[name]
         assert service["profiles"] == [profile] and service["restart"] == "no", name
     # Nothing of it starts with a plain `docker compose up`.

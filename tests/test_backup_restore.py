@@ -49,12 +49,18 @@ def test_a_wiped_database_and_bucket_come_back_from_the_backup_intact(photo_api,
     backups = tmp_path / "backups"
     with stack_database("backup") as database_url:
         environment = clean_environment() | {
-            "DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_SECRET_KEY": "backup-drill-only-" + "x" * 40,
-            "DATABASE_URL": database_url, "LOG_FORMAT": "json",
-            "AWS_STORAGE_BUCKET_NAME": bucket, "AWS_S3_ENDPOINT_URL": s3_server.endpoint_url,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
-            "BACKUP_DIR": str(backups), "PRU_SERVE_RUN_DIR": str(tmp_path / "no-serve"),
+            "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+            "DJANGO_SECRET_KEY": "backup-drill-only-" + "x" * 40,
+            "DATABASE_URL": database_url,
+            "LOG_FORMAT": "json",
+            "AWS_STORAGE_BUCKET_NAME": bucket,
+            "AWS_S3_ENDPOINT_URL": s3_server.endpoint_url,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "IMAGE_API_URL": photo_api.url,
+            "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+            "BACKUP_DIR": str(backups),
+            "PRU_SERVE_RUN_DIR": str(tmp_path / "no-serve"),
         }
         for step in (("migrate", "--verbosity", "0"), ("fetch_images", "--no-progress")):
             result = _manage(environment, *step)
@@ -98,10 +104,15 @@ def test_bin_serves_default_sqlite_and_media_folder_come_back_from_the_backup_in
     photo_api.listing = list(range(1, 7))
     database, media, backups = tmp_path / "db.sqlite3", tmp_path / "media", tmp_path / "backups"
     environment = clean_environment() | {
-        "DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_SECRET_KEY": "backup-drill-only-" + "x" * 40,
-        "DATABASE_URL": f"sqlite:///{database}", "DJANGO_MEDIA_ROOT": str(media), "LOG_FORMAT": "json",
-        "IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
-        "BACKUP_DIR": str(backups), "PRU_SERVE_RUN_DIR": str(tmp_path / "no-serve"),
+        "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+        "DJANGO_SECRET_KEY": "backup-drill-only-" + "x" * 40,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_MEDIA_ROOT": str(media),
+        "LOG_FORMAT": "json",
+        "IMAGE_API_URL": photo_api.url,
+        "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "BACKUP_DIR": str(backups),
+        "PRU_SERVE_RUN_DIR": str(tmp_path / "no-serve"),
     }
     for step in (("migrate", "--verbosity", "0"), ("fetch_images", "--no-progress")):
         result = _manage(environment, *step)
@@ -118,4 +129,6 @@ def test_bin_serves_default_sqlite_and_media_folder_come_back_from_the_backup_in
     restored = _run([str(PROJECT_ROOT / "bin" / "restore"), str(backups / "drill"), "--yes"], environment)
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
     assert "All images intact." in restored.stdout and "checked:        6" in restored.stdout
-    assert {path.relative_to(media): hashlib.sha256(path.read_bytes()).hexdigest() for path in media.rglob("*.jpg")} == files
+    assert {
+        path.relative_to(media): hashlib.sha256(path.read_bytes()).hexdigest() for path in media.rglob("*.jpg")
+    } == files

@@ -101,7 +101,7 @@ def test_the_minio_stage_builds_a_release_with_the_october_2025_security_fix():
     assert release >= "2025-10-15T17-29-55Z"
     assert re.fullmatch(r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", arguments["MC_RELEASE"])
     runs = " ".join(rest for instruction, rest in build["instructions"] if instruction == "RUN")
-    assert 'go install' in runs and '"github.com/minio/minio@${MINIO_RELEASE}"' in runs
+    assert "go install" in runs and '"github.com/minio/minio@${MINIO_RELEASE}"' in runs
     instructions = dict(minio["instructions"])
     assert "--from=minio-build" in instructions["COPY"]
     assert instructions["USER"].startswith("minio")
@@ -241,7 +241,9 @@ def test_dockerfile_is_multi_stage_slim_python_312_non_root_with_a_healthcheck()
     assert instructions.get("USER") and not instructions["USER"].startswith(("root", "0")), "final stage runs as root"
     assert "HEALTHCHECK" in instructions
     assert "deploy/compose/web/start" in instructions["CMD"]
-    build_steps = " ".join(rest for stage in stages for instruction, rest in stage["instructions"] if instruction == "RUN")
+    build_steps = " ".join(
+        rest for stage in stages for instruction, rest in stage["instructions"] if instruction == "RUN"
+    )
     assert "requirements.txt" in build_steps
     assert "collectstatic" in build_steps
 
@@ -264,7 +266,8 @@ def test_every_file_the_dockerfile_copies_exists_and_is_not_dockerignored():
 
 
 @pytest.mark.parametrize(
-    "script", [*sorted((PROJECT_ROOT / "deploy" / "compose").glob("*/start")), PROJECT_ROOT / "deploy/compose/minio/setup"],
+    "script",
+    [*sorted((PROJECT_ROOT / "deploy" / "compose").glob("*/start")), PROJECT_ROOT / "deploy/compose/minio/setup"],
     ids=lambda path: f"{path.parent.name}/{path.name}",
 )
 def test_start_scripts_fail_fast_and_end_in_exec(script):
@@ -301,8 +304,12 @@ def test_no_service_mounts_the_docker_socket(services):
 
 def test_alloy_reads_dockers_log_files_read_only(services):
     mounts = [volume for volume in services["alloy"]["volumes"] if isinstance(volume, dict)]
-    assert {"source": "/var/lib/docker/containers", "target": "/var/lib/docker/containers", "read_only": True,
-            "type": "bind"} in mounts
+    assert {
+        "source": "/var/lib/docker/containers",
+        "target": "/var/lib/docker/containers",
+        "read_only": True,
+        "type": "bind",
+    } in mounts
 
 
 def test_every_app_side_service_logs_json_files_with_its_compose_labels(compose, services):
@@ -320,15 +327,19 @@ def test_every_app_side_service_logs_json_files_with_its_compose_labels(compose,
 def test_a_service_waits_for_healthy_only_on_services_that_have_a_healthcheck(services):
     for name, service in services.items():
         depends_on = service.get("depends_on") or {}
-        for dependency, rule in (depends_on.items() if isinstance(depends_on, dict) else []):
+        for dependency, rule in depends_on.items() if isinstance(depends_on, dict) else []:
             if rule.get("condition") == "service_healthy":
                 healthcheck = services[dependency].get("healthcheck") or {}
-                assert healthcheck.get("test") and not healthcheck.get("disable"), f"{name} waits forever on {dependency}"
+                assert healthcheck.get("test") and not healthcheck.get("disable"), (
+                    f"{name} waits forever on {dependency}"
+                )
 
 
 # What each image is known to contain for a healthcheck (the first word of the test command).
 HEALTHCHECK_TOOLS = {
-    "postgres": {"pg_isready"}, "redis": {"redis-cli"}, "pru_app": {"python", "celery", "kill"},  # kill: a builtin of the image's /bin/sh
+    "postgres": {"pg_isready"},
+    "redis": {"redis-cli"},
+    "pru_app": {"python", "celery", "kill"},  # kill: a builtin of the image's /bin/sh
     "pru_app-nginx": {"wget"},  # nginx:*-alpine: busybox
     "pru_app-minio": {"mc"},  # built in the Dockerfile's minio stage
 }

@@ -16,7 +16,9 @@ BASE_ENV = {
 
 def _image_sources(**env) -> list[str]:
     result = run_manage(
-        "shell", "-c", "from django.conf import settings; print('img-src:', *settings.SECURE_CSP['img-src'])",
+        "shell",
+        "-c",
+        "from django.conf import settings; print('img-src:', *settings.SECURE_CSP['img-src'])",
         env_overrides=BASE_ENV | env,
     )
     assert result.returncode == 0, result.stderr
@@ -29,7 +31,12 @@ def test_images_come_from_our_origin_only_unless_presigned():
 
 
 def test_presigned_mode_allows_the_public_storage_origin_for_images():
-    assert _image_sources(IMAGE_SERVE_MODE="presigned") == ["'self'", "data:", "blob:", "https://images.example.com:8443"]
+    assert _image_sources(IMAGE_SERVE_MODE="presigned") == [
+        "'self'",
+        "data:",
+        "blob:",
+        "https://images.example.com:8443",
+    ]
 
 
 def test_presigned_mode_without_a_public_endpoint_allows_the_internal_one():

@@ -54,21 +54,52 @@ def password_cluster():
         shutil.chown(password_file, "postgres")
     port = free_port()
     subprocess.run(
-        _as_postgres([_postgres_bin("initdb"), "-D", str(data), "--auth=scram-sha-256", "--username=postgres",
-                      f"--pwfile={password_file}", "--no-sync"]),
-        check=True, capture_output=True, timeout=60,
+        _as_postgres(
+            [
+                _postgres_bin("initdb"),
+                "-D",
+                str(data),
+                "--auth=scram-sha-256",
+                "--username=postgres",
+                f"--pwfile={password_file}",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     server = subprocess.Popen(
-        _as_postgres([_postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-                      "-c", f"unix_socket_directories={directory}", "-c", "fsync=off"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        _as_postgres(
+            [
+                _postgres_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={directory}",
+                "-c",
+                "fsync=off",
+            ]
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=SUPERUSER_PASSWORD,
-                                 dbname="postgres", connect_timeout=2).close()
+                psycopg2.connect(
+                    host="127.0.0.1",
+                    port=port,
+                    user="postgres",
+                    password=SUPERUSER_PASSWORD,
+                    dbname="postgres",
+                    connect_timeout=2,
+                ).close()
                 break
             except psycopg2.OperationalError:
                 if time.monotonic() > deadline or server.poll() is not None:
@@ -82,8 +113,9 @@ def password_cluster():
 
 
 def _set_role_password(port: int, password: str) -> None:
-    connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=SUPERUSER_PASSWORD,
-                                  dbname="postgres", connect_timeout=5)
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=port, user="postgres", password=SUPERUSER_PASSWORD, dbname="postgres", connect_timeout=5
+    )
     connection.autocommit = True
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ROLE])
@@ -94,7 +126,8 @@ def _set_role_password(port: int, password: str) -> None:
 
 def _connect_through_settings(env: dict) -> subprocess.CompletedProcess:
     return run_manage(
-        "shell", "-c",
+        "shell",
+        "-c",
         "from django.db import connection\n"
         "with connection.cursor() as cursor: cursor.execute('SELECT current_user'); print('as', cursor.fetchone()[0])",
         env_overrides={"DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_SECRET_KEY": "p" * 60, **env},
@@ -105,20 +138,32 @@ def _connect_through_settings(env: dict) -> subprocess.CompletedProcess:
 def test_settings_from_parts_connect_with_any_password(password_cluster, password):
     _set_role_password(password_cluster, password)
     # What docker-compose.yml passes the app services (DATABASE_URL blanked, the parts set).
-    result = _connect_through_settings({
-        "DATABASE_URL": "", "DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": str(password_cluster),
-        "DATABASE_NAME": "postgres", "DATABASE_USER": ROLE, "DATABASE_PASSWORD": password,
-    })
+    result = _connect_through_settings(
+        {
+            "DATABASE_URL": "",
+            "DATABASE_HOST": "127.0.0.1",
+            "DATABASE_PORT": str(password_cluster),
+            "DATABASE_NAME": "postgres",
+            "DATABASE_USER": ROLE,
+            "DATABASE_PASSWORD": password,
+        }
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith(f"as {ROLE}")
 
 
 def test_the_wrong_password_is_refused_so_the_check_above_means_something(password_cluster):
     _set_role_password(password_cluster, HOSTILE_PASSWORDS[0])
-    result = _connect_through_settings({
-        "DATABASE_URL": "", "DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": str(password_cluster),
-        "DATABASE_NAME": "postgres", "DATABASE_USER": ROLE, "DATABASE_PASSWORD": HOSTILE_PASSWORDS[0] + "x",
-    })
+    result = _connect_through_settings(
+        {
+            "DATABASE_URL": "",
+            "DATABASE_HOST": "127.0.0.1",
+            "DATABASE_PORT": str(password_cluster),
+            "DATABASE_NAME": "postgres",
+            "DATABASE_USER": ROLE,
+            "DATABASE_PASSWORD": HOSTILE_PASSWORDS[0] + "x",
+        }
+    )
     assert result.returncode != 0
     assert "password authentication failed" in result.stderr
 
@@ -134,8 +179,12 @@ def test_the_same_password_pasted_into_a_url_breaks_the_settings(password_cluste
 def test_a_url_and_parts_together_are_refused():
     result = run_manage(
         "check",
-        env_overrides={"DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_SECRET_KEY": "p" * 60,
-                       "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "DATABASE_HOST": "db"},
+        env_overrides={
+            "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+            "DJANGO_SECRET_KEY": "p" * 60,
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+            "DATABASE_HOST": "db",
+        },
     )
     assert result.returncode != 0
     assert "Set DATABASE_URL or DATABASE_HOST" in result.stderr

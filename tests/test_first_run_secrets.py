@@ -27,7 +27,9 @@ OLD_EXAMPLE_KEY = "dev-only-insecure-key-change-me-in-production-0123456789abcde
 
 
 def _secret_keys(path) -> dict[str, str]:
-    return {key: value for key, value in env_file_keys(path).items() if SECRET_NAME.search(key) and not key.endswith("_ID")}
+    return {
+        key: value for key, value in env_file_keys(path).items() if SECRET_NAME.search(key) and not key.endswith("_ID")
+    }
 
 
 def _init_env(directory, *args) -> subprocess.CompletedProcess:
@@ -112,13 +114,18 @@ def test_production_settings_refuse_each_placeholder_secret_naming_its_key():
     assert result.returncode != 0
     named = result.stderr.rpartition("ImproperlyConfigured: ")[2].partition(": a value copied")[0]
     assert named.split(", ") == [
-        "DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FALLBACKS (2)", "DATABASE_URL (its password)", "AWS_SECRET_ACCESS_KEY",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_SECRET_KEY_FALLBACKS (2)",
+        "DATABASE_URL (its password)",
+        "AWS_SECRET_ACCESS_KEY",
     ], result.stderr[-2000:]
 
 
 def test_production_settings_refuse_the_example_database_password_given_as_a_part():
     env = PRODUCTION_ENV | {
-        "DJANGO_SECRET_KEY": "k" * 60, "DATABASE_URL": "", "DATABASE_HOST": "db",
+        "DJANGO_SECRET_KEY": "k" * 60,
+        "DATABASE_URL": "",
+        "DATABASE_HOST": "db",
         "DATABASE_PASSWORD": env_file_keys(ENV_EXAMPLE)["POSTGRES_PASSWORD"],
     }
     result = run_manage("check", env_overrides=env)
@@ -129,8 +136,14 @@ def test_production_settings_refuse_the_example_database_password_given_as_a_par
 @pytest.mark.parametrize(
     ("value", "refused"),
     [
-        ("change-me-anything", True), ("Change-Me-" + "x" * 60, True), ("  dev-only-key", True), ("DEV-ONLY", True),
-        ("insecure-key", True), ("the-example-value", True), ("a-real-random-value", False), ("", False),
+        ("change-me-anything", True),
+        ("Change-Me-" + "x" * 60, True),
+        ("  dev-only-key", True),
+        ("DEV-ONLY", True),
+        ("insecure-key", True),
+        ("the-example-value", True),
+        ("a-real-random-value", False),
+        ("", False),
         ("my-change-me-is-inside", False),
     ],
 )
@@ -148,7 +161,9 @@ def test_debug_mode_still_runs_with_the_example_values():
 def test_a_secret_starting_with_a_dollar_is_taken_as_it_is():
     # django-environ would read "$NAME" as a reference to another variable.
     result = run_manage(
-        "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)",
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
         env_overrides=PRODUCTION_ENV | {"DJANGO_SECRET_KEY": "$HOME-and-a-long-random-tail-" + "q" * 30},
     )
     assert result.returncode == 0, result.stderr
@@ -158,13 +173,18 @@ def test_a_secret_starting_with_a_dollar_is_taken_as_it_is():
 @pytest.mark.parametrize("key", ["MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"])
 def test_minio_setup_refuses_a_placeholder_before_touching_minio(key):
     env = {
-        "PATH": "/usr/bin:/bin", "MINIO_ROOT_USER": "root", "MINIO_ROOT_PASSWORD": "a-real-root-password",
-        "AWS_STORAGE_BUCKET_NAME": "bucket", "AWS_ACCESS_KEY_ID": "pru-app", "AWS_SECRET_ACCESS_KEY": "a-real-app-secret",
+        "PATH": "/usr/bin:/bin",
+        "MINIO_ROOT_USER": "root",
+        "MINIO_ROOT_PASSWORD": "a-real-root-password",
+        "AWS_STORAGE_BUCKET_NAME": "bucket",
+        "AWS_ACCESS_KEY_ID": "pru-app",
+        "AWS_SECRET_ACCESS_KEY": "a-real-app-secret",
     }
     env[key] = env_file_keys(MINIO_ENV_EXAMPLE).get(key) or env_file_keys(ENV_EXAMPLE)[key]
     # MinIO's image runs it with bash; `mc` is not here, so a script that got past the check says so.
-    result = subprocess.run(["bash", str(PROJECT_ROOT / "deploy/compose/minio/setup")], env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "deploy/compose/minio/setup")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1
     assert f"minio-setup: {key} is a placeholder" in result.stderr
     assert "mc" not in result.stderr.replace("minio-setup", "")
@@ -173,10 +193,16 @@ def test_minio_setup_refuses_a_placeholder_before_touching_minio(key):
 def test_check_deploy_passes_with_what_init_env_writes_once_https_is_on(tmp_path):
     """The settings take what init-env writes, and CI holds every change to it: with .env's localhost-only HTTP lines deleted."""
     _init_env(tmp_path)
-    env = {key: value for key, value in env_file_keys(tmp_path / ".env").items()
-           if value and not key.startswith(("DJANGO_SECURE_", "DJANGO_SESSION_COOKIE_", "DJANGO_CSRF_COOKIE_"))}
-    env |= {"DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_ALLOWED_HOSTS": "pru.example.com",
-            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://pru.example.com"}
+    env = {
+        key: value
+        for key, value in env_file_keys(tmp_path / ".env").items()
+        if value and not key.startswith(("DJANGO_SECURE_", "DJANGO_SESSION_COOKIE_", "DJANGO_CSRF_COOKIE_"))
+    }
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+        "DJANGO_ALLOWED_HOSTS": "pru.example.com",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": "https://pru.example.com",
+    }
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=env)
     assert result.returncode == 0, result.stdout + result.stderr
 

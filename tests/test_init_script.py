@@ -24,11 +24,15 @@ def database_url():
 
 
 def _run_init(database_url, **overrides) -> subprocess.CompletedProcess:
-    env = clean_environment() | env_file_keys(ENV_EXAMPLE) | {
-        "DATABASE_URL": database_url,
-        "AWS_STORAGE_BUCKET_NAME": "",  # no storage to wait for here
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-    }
+    env = (
+        clean_environment()
+        | env_file_keys(ENV_EXAMPLE)
+        | {
+            "DATABASE_URL": database_url,
+            "AWS_STORAGE_BUCKET_NAME": "",  # no storage to wait for here
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        }
+    )
     env |= overrides
     return subprocess.run([str(INIT)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180)
 

@@ -50,7 +50,11 @@ def test_python_renderer_matches_the_official_image_envsubst(compose_nginx_envir
     noisy = environment | {"HOSTNAME": "container", "host": "evil", "uri": "evil", "PATH": "/usr/bin:/bin"}
     official = subprocess.run(
         ["bash", "-c", OFFICIAL_ENVSUBST, "envsubst", str(TEMPLATE_PATH)],
-        env=noisy, capture_output=True, text=True, check=True, timeout=30,
+        env=noisy,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout
     assert environment["NGINX_ENVSUBST_FILTER"] == ENVSUBST_FILTER
     assert official == render_template(noisy)
@@ -68,14 +72,24 @@ def test_nginx_accepts_the_rendered_template(compose_nginx_environment, tmp_path
     environment = _compose_values(compose_nginx_environment)
     if setup == "compose":
         # Service names do not resolve here; loopback stands in for them, nothing else changes.
-        environment |= {"NGINX_APP_UPSTREAM": "127.0.0.1:8000", "STORAGE_UPSTREAM": "127.0.0.1:9000", "NGINX_LISTEN": "127.0.0.1:8080"}
+        environment |= {
+            "NGINX_APP_UPSTREAM": "127.0.0.1:8000",
+            "STORAGE_UPSTREAM": "127.0.0.1:9000",
+            "NGINX_LISTEN": "127.0.0.1:8080",
+        }
     else:
-        environment |= {"NGINX_APP_UPSTREAM": "127.0.0.1:18000", "STORAGE_UPSTREAM": "127.0.0.1:19000", "NGINX_LISTEN": "127.0.0.1:18080"}
+        environment |= {
+            "NGINX_APP_UPSTREAM": "127.0.0.1:18000",
+            "STORAGE_UPSTREAM": "127.0.0.1:19000",
+            "NGINX_LISTEN": "127.0.0.1:18080",
+        }
     environment["NGINX_STATIC_ROOT"] = str(tmp_path / "static")
     config = write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
     result = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path / "nginx"), "-c", str(config), "-e", "stderr"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -84,12 +98,19 @@ def test_nginx_accepts_the_rendered_template(compose_nginx_environment, tmp_path
 def test_nginx_rejects_a_broken_render(compose_nginx_environment, tmp_path):
     """The check above can fail: a bad value makes nginx -t say so."""
     environment = _compose_values(compose_nginx_environment) | {
-        "NGINX_APP_UPSTREAM": "127.0.0.1:8000", "STORAGE_UPSTREAM": "127.0.0.1:9000", "NGINX_LISTEN": "127.0.0.1:8080",
-        "NGINX_STATIC_ROOT": str(tmp_path), "NGINX_LOGIN_RATE": "ten-per-minute",
+        "NGINX_APP_UPSTREAM": "127.0.0.1:8000",
+        "STORAGE_UPSTREAM": "127.0.0.1:9000",
+        "NGINX_LISTEN": "127.0.0.1:8080",
+        "NGINX_STATIC_ROOT": str(tmp_path),
+        "NGINX_LOGIN_RATE": "ten-per-minute",
     }
     config = write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
-    result = subprocess.run([nginx, "-t", "-p", str(tmp_path / "nginx"), "-c", str(config), "-e", "stderr"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path / "nginx"), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode != 0
     assert "rate" in result.stderr
 
@@ -105,23 +126,35 @@ def test_no_proxy_is_trusted_by_default(compose_nginx_environment, tmp_path):
 
 def test_a_trusted_proxy_list_becomes_real_ip_settings_nginx_accepts(compose_nginx_environment, tmp_path):
     environment = _compose_values(compose_nginx_environment) | {
-        "NGINX_APP_UPSTREAM": "127.0.0.1:8000", "STORAGE_UPSTREAM": "127.0.0.1:9000", "NGINX_LISTEN": "127.0.0.1:8080",
-        "NGINX_STATIC_ROOT": str(tmp_path), "NGINX_TRUSTED_PROXIES": "10.0.0.5, 172.16.0.0/12 2001:db8::/32",
+        "NGINX_APP_UPSTREAM": "127.0.0.1:8000",
+        "STORAGE_UPSTREAM": "127.0.0.1:9000",
+        "NGINX_LISTEN": "127.0.0.1:8080",
+        "NGINX_STATIC_ROOT": str(tmp_path),
+        "NGINX_TRUSTED_PROXIES": "10.0.0.5, 172.16.0.0/12 2001:db8::/32",
     }
     config = write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
     generated = (tmp_path / "nginx" / "conf.d" / "pru-trusted-proxies.conf").read_text()
     assert [line for line in generated.splitlines() if line.startswith("set_real_ip_from")] == [
-        "set_real_ip_from 10.0.0.5;", "set_real_ip_from 172.16.0.0/12;", "set_real_ip_from 2001:db8::/32;",
+        "set_real_ip_from 10.0.0.5;",
+        "set_real_ip_from 172.16.0.0/12;",
+        "set_real_ip_from 2001:db8::/32;",
     ]
     assert "real_ip_header X-Forwarded-For;" in generated and "real_ip_recursive on;" in generated
-    result = subprocess.run([nginx, "-t", "-p", str(tmp_path / "nginx"), "-c", str(config), "-e", "stderr"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path / "nginx"), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("entry", ["10.0.0.1;include /etc/passwd", "proxy.example.com", "$remote_addr"])
 def test_an_entry_that_is_not_an_address_is_refused_by_name(compose_nginx_environment, tmp_path, entry):
-    environment = _compose_values(compose_nginx_environment) | {"NGINX_STATIC_ROOT": str(tmp_path), "NGINX_TRUSTED_PROXIES": entry}
+    environment = _compose_values(compose_nginx_environment) | {
+        "NGINX_STATIC_ROOT": str(tmp_path),
+        "NGINX_TRUSTED_PROXIES": entry,
+    }
     with pytest.raises(ValueError, match="NGINX_TRUSTED_PROXIES entry"):
         write_config(run_dir=tmp_path / "nginx", environ=environment, as_root=True)
 

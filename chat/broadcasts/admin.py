@@ -20,8 +20,19 @@ class BroadcastAdmin(admin.ModelAdmin):
     """The audit trail and the progress of sends: written only by the broadcast service."""
 
     list_display = [
-        "id", "started_at", "sent_by", "outcome", "chunks", "messages_so_far", "rate", "eta",
-        "image_count", "unsent_image_count", "chat_count", "skipped_count", "duration",
+        "id",
+        "started_at",
+        "sent_by",
+        "outcome",
+        "chunks",
+        "messages_so_far",
+        "rate",
+        "eta",
+        "image_count",
+        "unsent_image_count",
+        "chat_count",
+        "skipped_count",
+        "duration",
     ]
     list_filter = ["status", "started_at"]
     list_select_related = ["sent_by"]
@@ -51,7 +62,10 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     @admin.display(description="Outcome", ordering="status")
     def outcome(self, broadcast):
-        if broadcast.status in (BroadcastStatus.QUEUED, BroadcastStatus.RUNNING) and broadcast_progress(broadcast).stalled:
+        if (
+            broadcast.status in (BroadcastStatus.QUEUED, BroadcastStatus.RUNNING)
+            and broadcast_progress(broadcast).stalled
+        ):
             return format_html("{} <strong>(no runner holds a chunk)</strong>", broadcast.get_status_display())
         if broadcast.status == BroadcastStatus.FAILED:
             return format_html('{} <span title="{}">⚠</span>', broadcast.get_status_display(), broadcast.error)
@@ -87,8 +101,14 @@ class BroadcastAdmin(admin.ModelAdmin):
     def chunk_problems(self, broadcast):
         unfinished = broadcast.chunks.exclude(status=ChunkStatus.SUCCEEDED).order_by("after_chat_id")
         rows = [
-            (chunk.after_chat_id, chunk.up_to_chat_id, chunk.get_status_display(), chunk.attempts, chunk.worker,
-             chunk.last_error or "")
+            (
+                chunk.after_chat_id,
+                chunk.up_to_chat_id,
+                chunk.get_status_display(),
+                chunk.attempts,
+                chunk.worker,
+                chunk.last_error or "",
+            )
             for chunk in unfinished[:CHUNK_PROBLEMS_SHOWN]
         ]
         if not rows:
@@ -151,9 +171,11 @@ class BroadcastingImageAdmin(ImageAdmin):
             self.message_user(
                 request,
                 format_html(
-                    'Broadcast #{} of {} images is recorded and queued for retry: the task broker is unavailable '
+                    "Broadcast #{} of {} images is recorded and queued for retry: the task broker is unavailable "
                     'right now, and it is sent as soon as the broker is back. Follow it under <a href="{}">Broadcasts</a>.',
-                    broadcast.pk, broadcast.image_count, link,
+                    broadcast.pk,
+                    broadcast.image_count,
+                    link,
                 ),
                 level=messages.WARNING,
             )
@@ -161,9 +183,12 @@ class BroadcastingImageAdmin(ImageAdmin):
             self.message_user(
                 request,
                 format_html(
-                    'Broadcast #{} of {} images is queued for the workers ({} chunks); its progress is under '
+                    "Broadcast #{} of {} images is queued for the workers ({} chunks); its progress is under "
                     '<a href="{}">Broadcasts</a>.',
-                    broadcast.pk, broadcast.image_count, broadcast.chunk_count, link,
+                    broadcast.pk,
+                    broadcast.image_count,
+                    broadcast.chunk_count,
+                    link,
                 ),
                 level=messages.INFO,
             )

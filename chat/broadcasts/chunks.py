@@ -170,11 +170,7 @@ def _claim(*, chunk_id: int, owner: str):
         output_field=DateTimeField(),
     )
     token = uuid.uuid4()
-    claimable = (
-        Q(status=ChunkStatus.PENDING)
-        | lease_expired()
-        | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
-    )
+    claimable = Q(status=ChunkStatus.PENDING) | lease_expired() | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
     claimed = (
         BroadcastChunk.objects.filter(claimable, pk=chunk_id, attempts__lt=settings.BROADCAST_CHUNK_MAX_ATTEMPTS)
         .filter(broadcast__status__in=UNFINISHED_BROADCAST_STATUSES)
@@ -198,7 +194,9 @@ def _claim(*, chunk_id: int, owner: str):
         return ChunkRun(chunk_id=chunk_id, outcome="not_runnable")
     if chunk.attempts >= settings.BROADCAST_CHUNK_MAX_ATTEMPTS and not _lease_is_live(chunk):
         _give_up(chunk)
-        return ChunkRun(chunk_id=chunk_id, outcome="not_runnable", closed=broadcast_close_if_done(broadcast_id=chunk.broadcast_id))
+        return ChunkRun(
+            chunk_id=chunk_id, outcome="not_runnable", closed=broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
+        )
     return ChunkRun(chunk_id=chunk_id, outcome="leased", lease_seconds_left=_lease_seconds_left(chunk))
 
 
@@ -261,7 +259,9 @@ def _limit_statement_time() -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{settings.BROADCAST_CHUNK_LEASE_SECONDS}s"])
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true)", [f"{settings.BROADCAST_CHUNK_LEASE_SECONDS}s"]
+        )
 
 
 def _fresh_message_ids() -> None:
@@ -313,7 +313,10 @@ def _give_up(chunk: BroadcastChunk) -> None:
     )
     if gave_up:
         logger.warning(
-            "broadcast.chunk_failed", broadcast_id=chunk.broadcast_id, chunk_id=chunk.pk, attempt=chunk.attempts,
+            "broadcast.chunk_failed",
+            broadcast_id=chunk.broadcast_id,
+            chunk_id=chunk.pk,
+            attempt=chunk.attempts,
             error=f"gave up after {chunk.attempts} attempts",
         )
 
@@ -369,4 +372,3 @@ def broadcast_close_if_done(*, broadcast_id: int, cause: BaseException | None = 
 
 def _chunk_total(chunks, field: str):
     return Coalesce(Subquery(chunks.values("broadcast").annotate(total=Sum(field)).values("total")), 0)
-

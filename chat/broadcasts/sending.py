@@ -165,6 +165,7 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
     except TRANSIENT_DATABASE_ERRORS as error:
         interruption = error
         _interrupted(broadcast, error)
+
     def close():
         broadcast.refresh_from_db()
         if broadcast.status in UNFINISHED_BROADCAST_STATUSES and interruption is None:
@@ -174,14 +175,18 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
     try:
         _with_reconnects(close)
     except TRANSIENT_DATABASE_ERRORS as error:
-        raise BroadcastError(f"Broadcast #{broadcast.pk} was interrupted: the database is unavailable ({error}).") from error
+        raise BroadcastError(
+            f"Broadcast #{broadcast.pk} was interrupted: the database is unavailable ({error})."
+        ) from error
     if broadcast.status == BroadcastStatus.FAILED:
         # From the chunk's error: the event broadcast.failed reported is not reported again.
         raise BroadcastError(
             f"Broadcast #{broadcast.pk} failed after {broadcast.created_count} messages: {broadcast.error}"
         ) from (first_failure or interruption)
     if broadcast.status != BroadcastStatus.SUCCEEDED:
-        reason = f"interrupted ({interruption!r}); the workers finish it" if interruption else "another runner holds chunks"
+        reason = (
+            f"interrupted ({interruption!r}); the workers finish it" if interruption else "another runner holds chunks"
+        )
         raise BroadcastError(f"Broadcast #{broadcast.pk} is not finished: {reason}.") from interruption
     return broadcast
 
@@ -286,9 +291,9 @@ def broadcast_resume(*, broadcast: Broadcast) -> SendOutcome:
         broadcast = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
         if broadcast.status == BroadcastStatus.SUCCEEDED:
             return SendOutcome(broadcast=broadcast)
-        broadcast.chunks.filter(
-            Q(status=ChunkStatus.FAILED) | lease_expired()
-        ).update(status=ChunkStatus.PENDING, attempts=0, leased_until=None, finished_at=None)
+        broadcast.chunks.filter(Q(status=ChunkStatus.FAILED) | lease_expired()).update(
+            status=ChunkStatus.PENDING, attempts=0, leased_until=None, finished_at=None
+        )
         if broadcast.status == BroadcastStatus.FAILED:
             Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.RUNNING, error="", finished_at=None)
             logger.info("broadcast.resumed", broadcast_id=broadcast.pk)

@@ -75,9 +75,7 @@ class ImageIntegrityActions:
         self.message_user(
             request,
             text,
-            level=messages.WARNING
-            if summary.missing or summary.corrupt
-            else messages.SUCCESS,
+            level=messages.WARNING if summary.missing or summary.corrupt else messages.SUCCESS,
         )
 
     @admin.action(description=REPAIR_ACTION_LABEL, permissions=["change"])
@@ -92,16 +90,10 @@ class ImageIntegrityActions:
             )
             return
         except StorageUnavailable as error:
-            self.message_user(
-                request, f"Object storage unavailable: {error}", level=messages.ERROR
-            )
+            self.message_user(request, f"Object storage unavailable: {error}", level=messages.ERROR)
             return
         text = f"Repaired {summary.stored} of {summary.selected} image(s); {summary.failed} failed"
-        text += (
-            f" ({summary.lost} lost: the source no longer has them)."
-            if summary.lost
-            else "."
-        )
+        text += f" ({summary.lost} lost: the source no longer has them)." if summary.lost else "."
         if summary.reasons:
             text += " " + "; ".join(summary.reasons)
         self.message_user(

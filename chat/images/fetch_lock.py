@@ -34,7 +34,8 @@ def image_fetch_lock():
         logger.warning("image_fetch.already_running", holder_pid=holder)
         raise FetchAlreadyRunning(
             f"found a fetch run going (database backend pid {holder}); not starting a second one"
-            if holder else "found a fetch run going; not starting a second one"
+            if holder
+            else "found a fetch run going; not starting a second one"
         )
     try:
         yield

@@ -54,8 +54,15 @@ class ImageFetchSummary:
 
     def as_log_fields(self) -> dict:
         return {
-            "pages": self.pages, "seen": self.seen, "stored": self.stored, "already_stored": self.already_stored,
-            "duplicates": self.duplicates, "lost": self.lost, "failed": self.failed, "failure_kinds": dict(self.failure_kinds),
-            "bytes": self.bytes, "seconds": round(self.seconds, 3),
+            "pages": self.pages,
+            "seen": self.seen,
+            "stored": self.stored,
+            "already_stored": self.already_stored,
+            "duplicates": self.duplicates,
+            "lost": self.lost,
+            "failed": self.failed,
+            "failure_kinds": dict(self.failure_kinds),
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
             "photos_per_second": round(self.photos_per_second, 1),
         }

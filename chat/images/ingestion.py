@@ -28,8 +28,21 @@ DEFAULT_PAGE_SIZE = 100
 # queued while the previous page finishes, and memory stays at about two pages.
 PAGES_IN_FLIGHT = 2
 _FIELDS_WRITTEN = [
-    "photo_id", "title", "description", "api_user_id", "status", "file", "content_type",
-    "byte_size", "sha256", "width", "height", "stored_at", "last_error", "attempts", "updated_at",
+    "photo_id",
+    "title",
+    "description",
+    "api_user_id",
+    "status",
+    "file",
+    "content_type",
+    "byte_size",
+    "sha256",
+    "width",
+    "height",
+    "stored_at",
+    "last_error",
+    "attempts",
+    "updated_at",
 ]
 
 
@@ -68,12 +81,21 @@ def image_fetch_all(
     # Two overlapping runs would download the same photos twice; the second says so and stops.
     with image_fetch_lock():
         return _fetch_locked(
-            api_url=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh, storage=storage,
-            on_photo=on_photo, on_page=on_page, on_total=on_total,
+            api_url=api_url,
+            page_size=page_size,
+            limit=limit,
+            workers=workers,
+            refresh=refresh,
+            storage=storage,
+            on_photo=on_photo,
+            on_page=on_page,
+            on_total=on_total,
         )
 
 
-def _fetch_locked(*, api_url, page_size, limit, workers, refresh, storage, on_photo, on_page, on_total) -> ImageFetchSummary:
+def _fetch_locked(
+    *, api_url, page_size, limit, workers, refresh, storage, on_photo, on_page, on_total
+) -> ImageFetchSummary:
     run = _Run(
         summary=ImageFetchSummary(source=api_url),
         storage=storage,
@@ -153,7 +175,9 @@ class _Run:
         report = PageReport(offset=page.offset, listed=page.entry_count)
         logger.info("image_fetch.page", offset=page.offset, count=page.entry_count)
         for entry in page.rejected:
-            self._fail(report, source_url=entry.url, photo_id=None, image_id=None, reason=entry.reason, kind="invalid entry")
+            self._fail(
+                report, source_url=entry.url, photo_id=None, image_id=None, reason=entry.reason, kind="invalid entry"
+            )
 
         photos = {}
         for photo in page.photos:
@@ -182,7 +206,10 @@ class _Run:
                 self.urls_in_flight.add(url)
                 future = self.executor.submit(
                     image_store_one,
-                    photo=photo, session=self.session, storage=self.storage, limits=download_limits(),
+                    photo=photo,
+                    session=self.session,
+                    storage=self.storage,
+                    limits=download_limits(),
                 )
                 future.add_done_callback(self._photo_done)
                 jobs.append((image, future))
@@ -221,11 +248,17 @@ class _Run:
                 report.stored += 1
                 self.summary.stored += 1
                 self.summary.bytes += outcome.byte_size
-                logger.info("image_fetch.stored", image_id=image.pk, key=outcome.key, bytes=outcome.byte_size, ms=outcome.ms)
+                logger.info(
+                    "image_fetch.stored", image_id=image.pk, key=outcome.key, bytes=outcome.byte_size, ms=outcome.ms
+                )
             else:
                 self._fail(
-                    report, source_url=image.source_url, photo_id=image.photo_id, image_id=image.pk,
-                    reason=outcome.error, kind=outcome.error_kind,
+                    report,
+                    source_url=image.source_url,
+                    photo_id=image.photo_id,
+                    image_id=image.pk,
+                    reason=outcome.error,
+                    kind=outcome.error_kind,
                 )
         self.on_page(report)
         return fatal
@@ -234,7 +267,9 @@ class _Run:
         """Listed again after this run already stored it or gave up on it."""
         if image.status == ImageStatus.STORED:
             return image.stored_at is not None and image.stored_at >= self.started_at
-        return image.status == ImageStatus.FAILED and image.updated_at is not None and image.updated_at >= self.started_at
+        return (
+            image.status == ImageStatus.FAILED and image.updated_at is not None and image.updated_at >= self.started_at
+        )
 
     def _fail(self, report, *, source_url, photo_id, image_id, reason, kind) -> None:
         report.failed += 1
@@ -262,7 +297,10 @@ def _apply(image: Image, outcome: PhotoOutcome, *, now) -> None:
     """The row's new state; a stored row is only ever marked stored after its upload finished."""
     photo = outcome.photo
     image.photo_id, image.title, image.description, image.api_user_id = (
-        photo.photo_id, photo.title, photo.description, photo.user_id,
+        photo.photo_id,
+        photo.title,
+        photo.description,
+        photo.user_id,
     )
     image.attempts += 1
     image.updated_at = now
@@ -297,4 +335,3 @@ def _pages(client: PhotoApiClient, *, page_size: int, limit: int | None):
         offset += page.entry_count
         if remaining is not None:
             remaining -= page.entry_count
-

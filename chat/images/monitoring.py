@@ -11,7 +11,10 @@ VERIFY_IMAGES_OP = f"{JOB_OP_PREFIX}verify_images"
 def fetch_images_job():
     """A fetch run as the transaction "fetch_images" inside cron check-ins under SENTRY_CRON_MONITOR_SLUG."""
     return sentry_cron_job(
-        name="fetch_images", op=FETCH_IMAGES_OP, slug=settings.SENTRY_CRON_MONITOR_SLUG, schedule=settings.SENTRY_CRON_SCHEDULE
+        name="fetch_images",
+        op=FETCH_IMAGES_OP,
+        slug=settings.SENTRY_CRON_MONITOR_SLUG,
+        schedule=settings.SENTRY_CRON_SCHEDULE,
     )
 
 

@@ -31,7 +31,9 @@ class StoredObject:
     modified_at: datetime
 
 
-def object_facts(*, storage: Storage, key: str, read_data: bool = False, expected_size: int | None = None) -> ObjectFacts:
+def object_facts(
+    *, storage: Storage, key: str, read_data: bool = False, expected_size: int | None = None
+) -> ObjectFacts:
     """Look one key up; StorageUnavailable when the storage does not answer (never "absent" then).
 
     On S3 a HEAD gives the size and the sha256 written into the metadata at upload; read_data
@@ -71,7 +73,9 @@ def _s3_facts(storage: S3Storage, *, key: str, read_data: bool) -> ObjectFacts:
     try:
         if not read_data:
             head = client.head_object(Bucket=storage.bucket_name, Key=key)
-            return ObjectFacts(exists=True, byte_size=head["ContentLength"], sha256=head.get("Metadata", {}).get("sha256", ""))
+            return ObjectFacts(
+                exists=True, byte_size=head["ContentLength"], sha256=head.get("Metadata", {}).get("sha256", "")
+            )
         response = client.get_object(Bucket=storage.bucket_name, Key=key)
         with response["Body"] as body:
             sha256, size = sha256_of(chunks_of(body))
@@ -84,9 +88,13 @@ def _s3_facts(storage: S3Storage, *, key: str, read_data: bool) -> ObjectFacts:
             if details.get("Code") == "NoSuchBucket":
                 raise StorageUnavailable(f"{storage_describe(storage=storage)}: the bucket does not exist") from error
             return ObjectFacts(exists=False)
-        raise StorageUnavailable(f"{storage_describe(storage=storage)} refused HEAD {key}: {details.get('Code') or status}") from error
+        raise StorageUnavailable(
+            f"{storage_describe(storage=storage)} refused HEAD {key}: {details.get('Code') or status}"
+        ) from error
     except BotoCoreError as error:
-        raise StorageUnavailable(f"{storage_describe(storage=storage)} did not answer for {key}: {type(error).__name__}: {error}") from error
+        raise StorageUnavailable(
+            f"{storage_describe(storage=storage)} did not answer for {key}: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _file_facts(storage: FileSystemStorage, *, key: str) -> ObjectFacts:
@@ -107,7 +115,9 @@ def _file_facts(storage: FileSystemStorage, *, key: str) -> ObjectFacts:
 def _s3_keys(storage: S3Storage, *, page_size: int) -> Iterator[list[StoredObject]]:
     paginator = s3_client(storage).get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=IMAGE_KEY_PREFIX, PaginationConfig={"PageSize": page_size}):
+        for page in paginator.paginate(
+            Bucket=storage.bucket_name, Prefix=IMAGE_KEY_PREFIX, PaginationConfig={"PageSize": page_size}
+        ):
             yield [StoredObject(key=item["Key"], modified_at=item["LastModified"]) for item in page.get("Contents", [])]
     except (BotoCoreError, ClientError) as error:
         raise StorageUnavailable(f"could not list {storage_describe(storage=storage)}: {error}") from error
@@ -123,7 +133,9 @@ def _file_keys(storage: FileSystemStorage, *, page_size: int) -> Iterator[list[S
                 modified = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC)
             except FileNotFoundError:
                 continue  # removed while listing
-            page.append(StoredObject(key=os.path.relpath(path, storage.location).replace(os.sep, "/"), modified_at=modified))
+            page.append(
+                StoredObject(key=os.path.relpath(path, storage.location).replace(os.sep, "/"), modified_at=modified)
+            )
             if len(page) >= page_size:
                 yield page
                 page = []

@@ -16,7 +16,6 @@ MAX_PAGE_BYTES = 10 * 1024 * 1024
 # The columns are PostgreSQL bigints: a larger JSON number must not reach the INSERT.
 
 
-
 class PhotoApiError(Exception):
     """The photo API could not give a usable page."""
 

@@ -24,12 +24,20 @@ def stored_image_tag(image: Image | None, *, size: int) -> str:
 def image_state_html(image: Image) -> str:
     """stored / pending / failed / missing / corrupt / lost, with the last error (the reason) when there is one."""
     colours = {
-        ImageStatus.STORED: "#2e7d32", ImageStatus.PENDING: "#8a6d00", ImageStatus.FAILED: "#c62828",
-        ImageStatus.MISSING: "#c62828", ImageStatus.CORRUPT: "#c62828", ImageStatus.LOST: "#6a1b9a",
+        ImageStatus.STORED: "#2e7d32",
+        ImageStatus.PENDING: "#8a6d00",
+        ImageStatus.FAILED: "#c62828",
+        ImageStatus.MISSING: "#c62828",
+        ImageStatus.CORRUPT: "#c62828",
+        ImageStatus.LOST: "#6a1b9a",
     }
-    label = format_html('<strong style="color: {}">{}</strong>', colours.get(image.status, "inherit"), image.get_status_display())
+    label = format_html(
+        '<strong style="color: {}">{}</strong>', colours.get(image.status, "inherit"), image.get_status_display()
+    )
     if image.last_error:
-        return format_html('{}<br><small title="{}">{}</small>', label, image.last_error, truncatechars(image.last_error, 90))
+        return format_html(
+            '{}<br><small title="{}">{}</small>', label, image.last_error, truncatechars(image.last_error, 90)
+        )
     return label
 
 

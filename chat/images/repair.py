@@ -26,8 +26,18 @@ logger = structlog.get_logger(__name__)
 # The source answered that the photo is not there (any more): downloading again cannot help.
 _SOURCE_GONE_ERRORS = frozenset({"HTTP 404", "HTTP 410"})
 REPAIR_FIELDS = [
-    "status", "file", "content_type", "byte_size", "sha256", "width", "height", "stored_at",
-    "verified_at", "last_error", "attempts", "updated_at",
+    "status",
+    "file",
+    "content_type",
+    "byte_size",
+    "sha256",
+    "width",
+    "height",
+    "stored_at",
+    "verified_at",
+    "last_error",
+    "attempts",
+    "updated_at",
 ]
 
 
@@ -54,8 +64,11 @@ class RepairBatch:
 def image_repair_download(*, image: Image, session, storage: Storage) -> PhotoOutcome:
     """Download and store the row's source again (no database); StorageUnavailable when the upload fails."""
     photo = Photo(
-        photo_id=image.photo_id, url=image.source_url, title=image.title,
-        description=image.description, user_id=image.api_user_id,
+        photo_id=image.photo_id,
+        url=image.source_url,
+        title=image.title,
+        description=image.description,
+        user_id=image.api_user_id,
     )
     return image_store_one(photo=photo, session=session, storage=storage, limits=download_limits())
 
@@ -111,7 +124,9 @@ class RepairSummary:
     reasons: list[str] = field(default_factory=list)
 
 
-def image_repair(*, image_ids: Iterable[int], storage: Storage | None = None, workers: int | None = None) -> RepairSummary:
+def image_repair(
+    *, image_ids: Iterable[int], storage: Storage | None = None, workers: int | None = None
+) -> RepairSummary:
     """Repair the given images from their source_url, whatever their state (lost ones too).
 
     Raises FetchAlreadyRunning while another download run is going and StorageUnavailable when
@@ -126,7 +141,9 @@ def image_repair(*, image_ids: Iterable[int], storage: Storage | None = None, wo
         summary.selected = len(rows)
         session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
         try:
-            with ContextThreadPool(max_workers=min(workers, max(1, len(rows))), thread_name_prefix="image-repair") as pool:
+            with ContextThreadPool(
+                max_workers=min(workers, max(1, len(rows))), thread_name_prefix="image-repair"
+            ) as pool:
                 batch = image_repair_rows(
                     rows=rows, previous_problems=[""] * len(rows), pool=pool, session=session, storage=storage
                 )
@@ -141,7 +158,13 @@ def image_repair(*, image_ids: Iterable[int], storage: Storage | None = None, wo
                 summary.lost += result.lost
                 if len(summary.reasons) < 10:
                     summary.reasons.append(f"image {row.pk}: {result.reason}")
-                logger.warning("image_fetch.failed", source_url=row.source_url, image_id=row.pk, photo_id=row.photo_id,
-                               reason=result.reason, kind="repair failed")
+                logger.warning(
+                    "image_fetch.failed",
+                    source_url=row.source_url,
+                    image_id=row.pk,
+                    photo_id=row.photo_id,
+                    reason=result.reason,
+                    kind="repair failed",
+                )
         batch.raise_storage_failure()
     return summary

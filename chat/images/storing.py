@@ -60,7 +60,9 @@ def image_storage_key(*, photo_id: int, source_url: str, extension: str) -> str:
     return f"images/{photo_id}-{url_hash}.{extension}"
 
 
-def image_store_one(*, photo: Photo, session: requests.Session, storage: Storage, limits: DownloadLimits) -> PhotoOutcome:
+def image_store_one(
+    *, photo: Photo, session: requests.Session, storage: Storage, limits: DownloadLimits
+) -> PhotoOutcome:
     """Download and store one photo; a bad photo is an outcome, an unusable storage raises StorageUnavailable."""
     started = time.monotonic()
     try:
@@ -129,7 +131,9 @@ def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: P
             f"upload of {key} to {storage_describe(storage=storage)} failed: {type(error).__name__}: {error}"
         ) from error
     if saved != key:
-        raise StorageUnavailable(f"storage saved {key!r} as {saved!r}: enable overwriting (file_overwrite / allow_overwrite)")
+        raise StorageUnavailable(
+            f"storage saved {key!r} as {saved!r}: enable overwriting (file_overwrite / allow_overwrite)"
+        )
 
 
 def _ms_since(started: float) -> int:

@@ -27,6 +27,7 @@ from core.outbound_http import OutboundPolicy, outbound_session
 
 logger = structlog.get_logger(__name__)
 
+
 class VerifyFoundProblems(Exception):
     """A verify run finished and something is still wrong (for callers that must fail, like the scheduled task)."""
 
@@ -38,8 +39,21 @@ class VerifyFoundProblems(Exception):
         )
 
 
-_ROW_FIELDS = ["id", "photo_id", "source_url", "title", "description", "api_user_id", "status", "file",
-               "byte_size", "sha256", "stored_at", "attempts", "last_error"]
+_ROW_FIELDS = [
+    "id",
+    "photo_id",
+    "source_url",
+    "title",
+    "description",
+    "api_user_id",
+    "status",
+    "file",
+    "byte_size",
+    "sha256",
+    "stored_at",
+    "attempts",
+    "last_error",
+]
 
 
 def image_verify_all(
@@ -70,24 +84,43 @@ def image_verify_all(
     ids = None if image_ids is None else sorted(set(image_ids))
     summary = ImageVerifySummary(where=storage_describe(storage=storage))
     started = time.monotonic()
-    logger.info("image_verify.started", where=summary.where, repair=repair, delete_orphans=delete_orphans,
-                read_data=read_data, workers=workers, selected=None if ids is None else len(ids))
+    logger.info(
+        "image_verify.started",
+        where=summary.where,
+        repair=repair,
+        delete_orphans=delete_orphans,
+        read_data=read_data,
+        workers=workers,
+        selected=None if ids is None else len(ids),
+    )
     # --repair downloads: never alongside a fetch run, which would download the same photos.
     with image_fetch_lock() if repair else nullcontext():
         return _verify_locked(
-            summary=summary, storage=storage, ids=ids, repair=repair, delete_orphans=delete_orphans,
-            read_data=read_data, workers=workers, batch_size=batch_size, orphan_min_age=orphan_min_age,
-            on_batch=on_batch, started=started,
+            summary=summary,
+            storage=storage,
+            ids=ids,
+            repair=repair,
+            delete_orphans=delete_orphans,
+            read_data=read_data,
+            workers=workers,
+            batch_size=batch_size,
+            orphan_min_age=orphan_min_age,
+            on_batch=on_batch,
+            started=started,
         )
 
 
-def _verify_locked(*, summary, storage, ids, repair, delete_orphans, read_data, workers, batch_size,
-                   orphan_min_age, on_batch, started) -> ImageVerifySummary:
+def _verify_locked(
+    *, summary, storage, ids, repair, delete_orphans, read_data, workers, batch_size, orphan_min_age, on_batch, started
+) -> ImageVerifySummary:
     storage_check(storage=storage)
     run = _VerifyRun(summary=summary, storage=storage, repair=repair, read_data=read_data)
     try:
         # Waiting threads give the GIL up on their sockets anyway; fewer forced handoffs save CPU (as in the fetch).
-        with fewer_gil_handoffs(), ContextThreadPool(max_workers=workers, thread_name_prefix="image-verify") as executor:
+        with (
+            fewer_gil_handoffs(),
+            ContextThreadPool(max_workers=workers, thread_name_prefix="image-verify") as executor,
+        ):
             run.executor = executor
             if repair:
                 run.session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
@@ -136,7 +169,11 @@ class _VerifyRun:
     def verify_batch(self, rows: list[Image]) -> None:
         futures = [
             self.executor.submit(
-                object_facts, storage=self.storage, key=row.file.name, read_data=self.read_data, expected_size=row.byte_size
+                object_facts,
+                storage=self.storage,
+                key=row.file.name,
+                read_data=self.read_data,
+                expected_size=row.byte_size,
             )
             for row in rows
         ]
@@ -192,8 +229,11 @@ class _VerifyRun:
     def _repair(self, problems: list[tuple[Image, str, str]]) -> None:
         rows = [row for row, _, _ in problems]
         batch = image_repair_rows(
-            rows=rows, previous_problems=[row.last_error for row in rows], pool=self.executor,
-            session=self.session, storage=self.storage,
+            rows=rows,
+            previous_problems=[row.last_error for row in rows],
+            pool=self.executor,
+            session=self.session,
+            storage=self.storage,
         )
         for row, result in batch.done:
             if result.repaired:
@@ -202,11 +242,17 @@ class _VerifyRun:
             else:
                 self.summary.repair_failed += 1
                 self.summary.lost += result.lost
-                self.summary.add_problem(ImageProblem(image_id=row.pk, key=row.file.name, state=row.status, reason=result.reason))
+                self.summary.add_problem(
+                    ImageProblem(image_id=row.pk, key=row.file.name, state=row.status, reason=result.reason)
+                )
                 if result.lost:
-                    logger.warning("image_verify.lost", image_id=row.pk, source_url=row.source_url, reason=result.reason)
+                    logger.warning(
+                        "image_verify.lost", image_id=row.pk, source_url=row.source_url, reason=result.reason
+                    )
                 else:
-                    logger.warning("image_verify.repair_failed", image_id=row.pk, source_url=row.source_url, reason=result.reason)
+                    logger.warning(
+                        "image_verify.repair_failed", image_id=row.pk, source_url=row.source_url, reason=result.reason
+                    )
         batch.raise_storage_failure()
 
 
@@ -242,8 +288,12 @@ def _find_orphans(*, summary: ImageVerifySummary, storage: Storage, delete: bool
                 continue
             summary.add_orphan(stored.key)
             old_enough = stored.modified_at <= cutoff
-            logger.warning("image_verify.orphan", key=stored.key, modified_at=stored.modified_at.isoformat(),
-                           deleted=delete and old_enough)
+            logger.warning(
+                "image_verify.orphan",
+                key=stored.key,
+                modified_at=stored.modified_at.isoformat(),
+                deleted=delete and old_enough,
+            )
             if not delete:
                 continue
             if old_enough:

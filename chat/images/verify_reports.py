@@ -58,10 +58,18 @@ class ImageVerifySummary:
 
     def as_log_fields(self) -> dict:
         return {
-            "checked": self.checked, "intact": self.intact, "back_intact": self.back_intact,
-            "missing": self.missing, "corrupt": self.corrupt, "repaired": self.repaired,
-            "repair_failed": self.repair_failed, "lost": self.lost, "lost_before": self.lost_before,
-            "orphans": self.orphans, "orphans_deleted": self.orphans_deleted,
-            "orphans_too_recent": self.orphans_too_recent, "seconds": round(self.seconds, 3),
+            "checked": self.checked,
+            "intact": self.intact,
+            "back_intact": self.back_intact,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
+            "repaired": self.repaired,
+            "repair_failed": self.repair_failed,
+            "lost": self.lost,
+            "lost_before": self.lost_before,
+            "orphans": self.orphans,
+            "orphans_deleted": self.orphans_deleted,
+            "orphans_too_recent": self.orphans_too_recent,
+            "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),
         }

@@ -36,11 +36,7 @@ class ChatAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(
-                message_total=Coalesce(
-                    Subquery(per_chat, output_field=IntegerField()), 0
-                )
-            )
+            .annotate(message_total=Coalesce(Subquery(per_chat, output_field=IntegerField()), 0))
         )
 
     @admin.display(description="Messages", ordering="message_total")

@@ -18,7 +18,8 @@ def chat_mark_read(*, chat: Chat, up_to_message_id: int) -> int:
     # so PostgreSQL reads one index entry rather than walking the primary key past other chats.
     newest_at_or_below = (
         Message.objects.filter(chat_id__gte=chat.pk, chat_id__lte=chat.pk, id__lte=up_to_message_id)
-        .order_by("-chat_id", "-id").values("id")[:1]
+        .order_by("-chat_id", "-id")
+        .values("id")[:1]
     )
     Chat.objects.filter(pk=chat.pk).update(
         last_read_message_id=Greatest("last_read_message_id", Coalesce(Subquery(newest_at_or_below), 0))

@@ -72,7 +72,9 @@ def message_page(*, chat: Chat, before_id: int | None = None, limit: int) -> Mes
     return _message_page(chat_id=chat.pk, before_id=before_id, limit=limit)
 
 
-def message_page_for_reader(*, user, chat_id: int | None = None, before_id: int | None = None, limit: int) -> MessagePage:
+def message_page_for_reader(
+    *, user, chat_id: int | None = None, before_id: int | None = None, limit: int
+) -> MessagePage:
     """message_page of the chat chat_for_reader allows; Chat.DoesNotExist for one the user may not read.
 
     The chat's id is looked up first and given to the page query as a constant: with a subquery
@@ -114,7 +116,5 @@ def stored_image_for_reader(*, user, image_id: int) -> Image:
     """
     images = Image.objects.only("id", "file", "content_type", "status").filter(pk=image_id, status=ImageStatus.STORED)
     if not staff_may_view_images(user):
-        images = images.filter(
-            Exists(Message.objects.filter(image_id=OuterRef("pk"), chat__user_id=user.pk))
-        )
+        images = images.filter(Exists(Message.objects.filter(image_id=OuterRef("pk"), chat__user_id=user.pk)))
     return images.get()

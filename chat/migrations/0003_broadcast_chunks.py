@@ -24,75 +24,111 @@ def chunk_unfinished_broadcasts(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0002_message_id_cache'),
+        ("chat", "0002_message_id_cache"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BroadcastChunk',
+            name="BroadcastChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('after_chat_id', models.BigIntegerField()),
-                ('up_to_chat_id', models.BigIntegerField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Times a runner claimed it.')),
-                ('lease_owner', models.CharField(blank=True, help_text='Task id or process of the last claim.', max_length=255)),
-                ('claim_token', models.UUIDField(blank=True, editable=False, null=True)),
-                ('worker', models.CharField(blank=True, help_text='Host and process of the last claim.', max_length=255)),
-                ('leased_until', models.DateTimeField(blank=True, null=True)),
-                ('queued_at', models.DateTimeField(blank=True, help_text='Last handed to the broker.', null=True)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('chat_count', models.PositiveIntegerField(default=0)),
-                ('created_count', models.PositiveBigIntegerField(default=0)),
-                ('skipped_count', models.PositiveBigIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("after_chat_id", models.BigIntegerField()),
+                ("up_to_chat_id", models.BigIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0, help_text="Times a runner claimed it.")),
+                (
+                    "lease_owner",
+                    models.CharField(blank=True, help_text="Task id or process of the last claim.", max_length=255),
+                ),
+                ("claim_token", models.UUIDField(blank=True, editable=False, null=True)),
+                (
+                    "worker",
+                    models.CharField(blank=True, help_text="Host and process of the last claim.", max_length=255),
+                ),
+                ("leased_until", models.DateTimeField(blank=True, null=True)),
+                ("queued_at", models.DateTimeField(blank=True, help_text="Last handed to the broker.", null=True)),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("chat_count", models.PositiveIntegerField(default=0)),
+                ("created_count", models.PositiveBigIntegerField(default=0)),
+                ("skipped_count", models.PositiveBigIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['broadcast', 'after_chat_id'],
+                "ordering": ["broadcast", "after_chat_id"],
             },
         ),
         migrations.RemoveField(
-            model_name='broadcast',
-            name='duration_ms',
+            model_name="broadcast",
+            name="duration_ms",
         ),
         migrations.AddField(
-            model_name='broadcast',
-            name='chunk_count',
+            model_name="broadcast",
+            name="chunk_count",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='broadcast',
-            name='unsent_image_count',
-            field=models.PositiveIntegerField(default=0, help_text='Selected images left out because they had no stored copy.'),
+            model_name="broadcast",
+            name="unsent_image_count",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Selected images left out because they had no stored copy."
+            ),
         ),
         migrations.AddIndex(
-            model_name='broadcast',
-            index=models.Index(condition=models.Q(('status__in', ('queued', 'running'))), fields=['status'], name='broadcast_unfinished'),
+            model_name="broadcast",
+            index=models.Index(
+                condition=models.Q(("status__in", ("queued", "running"))),
+                fields=["status"],
+                name="broadcast_unfinished",
+            ),
         ),
         migrations.AddField(
-            model_name='broadcastchunk',
-            name='broadcast',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='chat.broadcast'),
+            model_name="broadcastchunk",
+            name="broadcast",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="chunks", to="chat.broadcast"
+            ),
         ),
         migrations.AddIndex(
-            model_name='broadcastchunk',
-            index=models.Index(condition=models.Q(('status', 'running')), fields=['leased_until'], name='chunk_running_lease'),
+            model_name="broadcastchunk",
+            index=models.Index(
+                condition=models.Q(("status", "running")), fields=["leased_until"], name="chunk_running_lease"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcastchunk',
-            constraint=models.UniqueConstraint(fields=('broadcast', 'after_chat_id'), name='chunk_unique_range_per_broadcast'),
+            model_name="broadcastchunk",
+            constraint=models.UniqueConstraint(
+                fields=("broadcast", "after_chat_id"), name="chunk_unique_range_per_broadcast"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcastchunk',
-            constraint=models.CheckConstraint(condition=models.Q(('up_to_chat_id__gt', models.F('after_chat_id'))), name='chunk_range_not_empty'),
+            model_name="broadcastchunk",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("up_to_chat_id__gt", models.F("after_chat_id"))), name="chunk_range_not_empty"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcastchunk',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'running'), _negated=True), ('leased_until__isnull', False), _connector='OR'), name='chunk_running_has_lease'),
+            model_name="broadcastchunk",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "running"), _negated=True), ("leased_until__isnull", False), _connector="OR"
+                ),
+                name="chunk_running_has_lease",
+            ),
         ),
         migrations.RunPython(chunk_unfinished_broadcasts, migrations.RunPython.noop),
     ]

@@ -111,9 +111,7 @@ class BroadcastChunk(models.Model):
             ),
         ]
         indexes = [
-            models.Index(
-                fields=["leased_until"], name="chunk_running_lease", condition=Q(status=ChunkStatus.RUNNING)
-            ),
+            models.Index(fields=["leased_until"], name="chunk_running_lease", condition=Q(status=ChunkStatus.RUNNING)),
         ]
 
     def __str__(self):

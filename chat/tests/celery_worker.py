@@ -56,7 +56,11 @@ def celery_process(*arguments, broker_url: str, queue: str, output_path, env_ove
     with open(output_path, "ab") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "--app", "pru_app", "--quiet", *arguments],
-            cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         yield process
@@ -79,8 +83,18 @@ def stop_process_group(process, *, timeout=20):
 
 def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, name: str | None = None) -> list[str]:
     """As deploy/compose/worker/start runs it, on the test's queue."""
-    arguments = ["worker", "--pool", pool, "-Q", queue, "--without-heartbeat", "--without-gossip",
-                 "--without-mingle", "--loglevel", "INFO"]
+    arguments = [
+        "worker",
+        "--pool",
+        pool,
+        "-Q",
+        queue,
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
     if pool != "solo":
         arguments += ["--concurrency", str(concurrency)]
     if name:
@@ -89,14 +103,28 @@ def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, na
 
 
 @contextlib.contextmanager
-def running_celery_worker(*, broker_url: str, output_path, env_overrides: dict | None = None, queue: str | None = None,
-                          pool: str = "solo", concurrency: int = 1, name: str | None = None):
+def running_celery_worker(
+    *,
+    broker_url: str,
+    output_path,
+    env_overrides: dict | None = None,
+    queue: str | None = None,
+    pool: str = "solo",
+    concurrency: int = 1,
+    name: str | None = None,
+):
     """Start a worker (as deploy/compose/worker/start does) and publish this process's tasks to it."""
     queue = queue or new_queue_name()
-    with publishing_to(broker_url=broker_url, queue=queue), celery_process(
-        *worker_arguments(queue=queue, pool=pool, concurrency=concurrency, name=name),
-        broker_url=broker_url, queue=queue, output_path=output_path, env_overrides=env_overrides,
-    ) as process:
+    with (
+        publishing_to(broker_url=broker_url, queue=queue),
+        celery_process(
+            *worker_arguments(queue=queue, pool=pool, concurrency=concurrency, name=name),
+            broker_url=broker_url,
+            queue=queue,
+            output_path=output_path,
+            env_overrides=env_overrides,
+        ) as process,
+    ):
         yield process
 
 

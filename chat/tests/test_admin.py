@@ -102,7 +102,10 @@ def test_broadcasts_are_read_only_in_the_admin(staff_client, make_user, make_ima
     assert staff_client.get(reverse("admin:chat_broadcast_add")).status_code == 403
     detail = staff_client.get(reverse("admin:chat_broadcast_change", args=[broadcast.pk]))
     assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
-    assert staff_client.post(reverse("admin:chat_broadcast_delete", args=[broadcast.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        staff_client.post(reverse("admin:chat_broadcast_delete", args=[broadcast.pk]), {"post": "yes"}).status_code
+        == 403
+    )
 
 
 def _changelist_queries(client, url):
@@ -120,9 +123,7 @@ def _seed(make_user, make_image, *, users, images):
             Message.objects.create(chat=chat, image=image, text=image.description)
 
 
-@pytest.mark.parametrize(
-    "changelist", ["chat_image", "chat_chat", "chat_message", "chat_broadcast", "auth_user"]
-)
+@pytest.mark.parametrize("changelist", ["chat_image", "chat_chat", "chat_message", "chat_broadcast", "auth_user"])
 def test_every_changelist_runs_a_constant_number_of_queries(staff_client, make_user, make_image, changelist):
     url = reverse(f"admin:{changelist}_changelist")
     _seed(make_user, make_image, users=2, images=2)
@@ -160,7 +161,9 @@ def test_a_send_over_the_queue_threshold_says_it_is_queued(staff_client, setting
     make_user()
     image = make_image()
     response = staff_client.post(
-        reverse("admin:chat_image_changelist"), {"action": "send_to_all_chats", "_selected_action": [image.pk]}, follow=True
+        reverse("admin:chat_image_changelist"),
+        {"action": "send_to_all_chats", "_selected_action": [image.pk]},
+        follow=True,
     )
     broadcast = Broadcast.objects.get()
     assert f"Broadcast #{broadcast.pk} of 1 images is queued for the workers (1 chunks)" in response.content.decode()
@@ -193,7 +196,9 @@ def test_broadcasts_list_shows_progress_and_resume_finishes_a_stalled_one(staff_
     assert "Chunks not done" in detail and "Pending" in detail
 
     response = staff_client.post(
-        reverse("admin:chat_broadcast_changelist"), {"action": "resume", "_selected_action": [broadcast.pk]}, follow=True
+        reverse("admin:chat_broadcast_changelist"),
+        {"action": "resume", "_selected_action": [broadcast.pk]},
+        follow=True,
     )
     assert f"Broadcast #{broadcast.pk} resumed: succeeded, 4 messages created." in response.content.decode()
     broadcast.refresh_from_db()

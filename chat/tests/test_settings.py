@@ -20,7 +20,9 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
 
 
 def test_debug_is_off_unless_asked():
-    result = run_manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env_overrides=PRODUCTION_ENV)
+    result = run_manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env_overrides=PRODUCTION_ENV
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("False")
 

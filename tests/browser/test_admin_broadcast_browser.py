@@ -36,10 +36,14 @@ def stack(photo_api, tmp_path_factory):
     }
     with running_stack(name="browser", run_dir=tmp_path_factory.mktemp("browser-stack"), overrides=overrides) as stack:
         # Every user gets a chat on creation (the superuser's came with the init script).
-        stack.manage("shell", "-c", (
-            "from django.contrib.auth import get_user_model\n"
-            f"for n in range({EXTRA_USERS}): get_user_model().objects.create_user(username=f'chat-user-{{n}}')"
-        ))
+        stack.manage(
+            "shell",
+            "-c",
+            (
+                "from django.contrib.auth import get_user_model\n"
+                f"for n in range({EXTRA_USERS}): get_user_model().objects.create_user(username=f'chat-user-{{n}}')"
+            ),
+        )
         yield stack
 
 
@@ -103,11 +107,15 @@ def test_staff_fetches_broadcasts_and_sees_one_message_per_chat_per_image_throug
 
 def _stored_image(stack) -> tuple[int, str]:
     """The id and storage key of one stored image, read with the stack's settings."""
-    output = stack.manage("shell", "-c", (
-        "from chat.models import Image\n"
-        "image = Image.objects.filter(status='stored').order_by('pk').first()\n"
-        "print(image.pk, image.file.name)"
-    )).stdout.split()
+    output = stack.manage(
+        "shell",
+        "-c",
+        (
+            "from chat.models import Image\n"
+            "image = Image.objects.filter(status='stored').order_by('pk').first()\n"
+            "print(image.pk, image.file.name)"
+        ),
+    ).stdout.split()
     return int(output[-2]), output[-1]
 
 
@@ -122,9 +130,15 @@ def test_stored_image_bytes_reach_staff_through_nginx_and_nobody_else(stack, fet
 
     session = requests.Session()
     session.get(stack.url + "/admin/login/", timeout=10)
-    session.post(stack.url + "/admin/login/", timeout=10, data={
-        **ADMIN, "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/",
-    })
+    session.post(
+        stack.url + "/admin/login/",
+        timeout=10,
+        data={
+            **ADMIN,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            "next": "/admin/",
+        },
+    )
     response = session.get(url, timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("image/")
@@ -134,7 +148,8 @@ def test_stored_image_bytes_reach_staff_through_nginx_and_nobody_else(stack, fet
     assert "x-amz-request-id" not in {name.lower() for name in response.headers}
     assert "X-Accel-Redirect" not in response.headers
     access = [
-        json.loads(line) for line in stack.log_text("gunicorn").splitlines()
+        json.loads(line)
+        for line in stack.log_text("gunicorn").splitlines()
         if line.startswith("{") and '"gunicorn.access"' in line and f"/stored-images/{image_id}" in line
     ]
     served = [record["bytes"] for record in access if record["status"] == 200]

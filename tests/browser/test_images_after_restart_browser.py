@@ -24,9 +24,12 @@ def _stack(run_dir, database_url, photo_api) -> LocalStack:
     return LocalStack(
         environ=clean_environment(),
         overrides={
-            "DATABASE_URL": database_url, "LOG_FORMAT": "json",
-            "IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
-            "DJANGO_SUPERUSER_USERNAME": ADMIN["username"], "DJANGO_SUPERUSER_PASSWORD": ADMIN["password"],
+            "DATABASE_URL": database_url,
+            "LOG_FORMAT": "json",
+            "IMAGE_API_URL": photo_api.url,
+            "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+            "DJANGO_SUPERUSER_USERNAME": ADMIN["username"],
+            "DJANGO_SUPERUSER_PASSWORD": ADMIN["password"],
             "DJANGO_SUPERUSER_EMAIL": "restart-admin@example.com",
         },
         run_dir=run_dir,

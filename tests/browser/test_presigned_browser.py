@@ -20,8 +20,11 @@ PHOTOS = 3
 def stack(tmp_path_factory):
     # The app talks to the storage on one address; browsers reach it on another (the public one),
     # as with http://minio:9000 inside compose and http://localhost:9000 outside.
-    with S3Server() as s3, MinioHeadersProxy(upstream=s3.host_port) as public_storage, \
-            PhotoApiServer(photos=PHOTOS, image_size=8_000) as photo_api:
+    with (
+        S3Server() as s3,
+        MinioHeadersProxy(upstream=s3.host_port) as public_storage,
+        PhotoApiServer(photos=PHOTOS, image_size=8_000) as photo_api,
+    ):
         s3.create_bucket("pru-presigned")
         overrides = {
             "IMAGE_SERVE_MODE": "presigned",
@@ -36,7 +39,9 @@ def stack(tmp_path_factory):
             "DJANGO_SUPERUSER_PASSWORD": ADMIN["password"],
             "DJANGO_SUPERUSER_EMAIL": "presigned-admin@example.com",
         }
-        with running_stack(name="presigned", run_dir=tmp_path_factory.mktemp("presigned"), overrides=overrides) as stack:
+        with running_stack(
+            name="presigned", run_dir=tmp_path_factory.mktemp("presigned"), overrides=overrides
+        ) as stack:
             result = stack.manage("fetch_images", "--no-progress", timeout=120)
             assert re.search(rf"newly stored:\s+{PHOTOS}\b", result.stdout), result.stdout
             stack.public_storage_url = public_storage.endpoint_url
@@ -60,7 +65,10 @@ def page():
 
 def test_presigned_thumbnails_load_from_the_public_storage_origin(stack, page):
     storage_requests = []
-    page.on("request", lambda request: request.url.startswith(stack.public_storage_url) and storage_requests.append(request.url))
+    page.on(
+        "request",
+        lambda request: request.url.startswith(stack.public_storage_url) and storage_requests.append(request.url),
+    )
     page.goto(stack.url + "/admin/login/")
     page.fill("#id_username", ADMIN["username"])
     page.fill("#id_password", ADMIN["password"])
@@ -73,7 +81,9 @@ def test_presigned_thumbnails_load_from_the_public_storage_origin(stack, page):
     page.wait_for_function(
         "() => [...document.querySelectorAll('#result_list img[src*=\"/stored-images/\"]')].every(img => img.complete)"
     )
-    widths = page.eval_on_selector_all('#result_list img[src*="/stored-images/"]', "images => images.map(i => i.naturalWidth)")
+    widths = page.eval_on_selector_all(
+        '#result_list img[src*="/stored-images/"]', "images => images.map(i => i.naturalWidth)"
+    )
     assert len(widths) == PHOTOS and all(width > 0 for width in widths), (widths, page.console_errors)
     # Each thumbnail was a redirect to a signed URL of the public origin, fetched by the browser.
     assert len([url for url in storage_requests if "X-Amz-Signature=" in url]) >= PHOTOS, storage_requests

@@ -25,7 +25,7 @@ from django.contrib.auth import get_user_model
 from chat.models import Image, Message
 from chat.broadcasts.sending import broadcast_send
 users = get_user_model().objects
-users.create_user(username={RECIPIENT['username']!r}, password={RECIPIENT['password']!r})
+users.create_user(username={RECIPIENT["username"]!r}, password={RECIPIENT["password"]!r})
 other = users.create_user(username="someone-else")
 stored = list(Image.objects.filter(status="stored").order_by("pk"))
 broadcast = broadcast_send(image_ids=[image.pk for image in stored[:{BROADCAST}]]).broadcast
@@ -44,7 +44,9 @@ def stack(tmp_path_factory):
             "NGINX_LOGIN_RATE": "60r/m",
             "NGINX_LOGIN_BURST": str(LOGIN_BURST),
         }
-        with running_stack(name="recipient", run_dir=tmp_path_factory.mktemp("recipient-stack"), overrides=overrides) as stack:
+        with running_stack(
+            name="recipient", run_dir=tmp_path_factory.mktemp("recipient-stack"), overrides=overrides
+        ) as stack:
             result = stack.manage("fetch_images", "--no-progress", timeout=120)
             assert re.search(rf"newly stored:\s+{PHOTOS}\b", result.stdout), result.stdout
             stack.seeded = json.loads(stack.manage("shell", "-c", SEED).stdout.strip().splitlines()[-1])
@@ -100,7 +102,9 @@ def test_a_recipient_sees_the_broadcast_pictures_marks_them_read_and_cannot_open
 
 
 def test_recipient_login_posts_are_rate_limited_like_the_admins(stack):
-    statuses = [requests.post(stack.url + "/accounts/login/", data={}, timeout=10).status_code for _ in range(LOGIN_BURST + 4)]
+    statuses = [
+        requests.post(stack.url + "/accounts/login/", data={}, timeout=10).status_code for _ in range(LOGIN_BURST + 4)
+    ]
     # The burst reaches Django (403: no CSRF token); then nginx answers 429 itself.
     assert statuses[0] == 403 and 429 in statuses, statuses
     # The admin's login shares the limit: switching forms buys no extra guesses.

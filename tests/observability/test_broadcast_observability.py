@@ -28,8 +28,12 @@ def three_chats_two_images():
     staff = get_user_model().objects.create_user(username="staff", password="pw-tests-only", is_staff=True)
     images = [
         Image.objects.create(
-            photo_id=number, source_url=f"https://photos.test/{number}.jpeg", title=f"Photo {number}",
-            status=ImageStatus.STORED, file=f"images/{number}.jpeg", stored_at=timezone.now(),
+            photo_id=number,
+            source_url=f"https://photos.test/{number}.jpeg",
+            title=f"Photo {number}",
+            status=ImageStatus.STORED,
+            file=f"images/{number}.jpeg",
+            stored_at=timezone.now(),
         )
         for number in (1, 2)
     ]
@@ -38,16 +42,24 @@ def three_chats_two_images():
 
 def _run_broadcast(images, *, dsn):
     settings = connection.settings_dict
-    database_url = f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    database_url = (
+        f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    )
     code = RUN_BROADCAST.format(image_ids=[image.pk for image in images])
-    return run_manage("shell", "--no-imports", "-c", code, env_overrides={
-        "DJANGO_SETTINGS_MODULE": "pru_app.settings",
-        "DJANGO_SECRET_KEY": "observability-tests-only-" + "x" * 40,
-        "DATABASE_URL": database_url,
-        "LOG_FORMAT": "json",
-        "SENTRY_DSN": dsn,
-        "SENTRY_ENVIRONMENT": "broadcast-test",
-    })
+    return run_manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        code,
+        env_overrides={
+            "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+            "DJANGO_SECRET_KEY": "observability-tests-only-" + "x" * 40,
+            "DATABASE_URL": database_url,
+            "LOG_FORMAT": "json",
+            "SENTRY_DSN": dsn,
+            "SENTRY_ENVIRONMENT": "broadcast-test",
+        },
+    )
 
 
 def test_a_broadcast_is_a_transaction_with_its_counts_and_two_log_lines(three_chats_two_images, sentry_ingest):
@@ -68,7 +80,13 @@ def test_a_broadcast_is_a_transaction_with_its_counts_and_two_log_lines(three_ch
     assert trace["op"] == "task.broadcast" and trace["status"] == "ok"
     data = trace["data"]
     assert data["broadcast_id"] == finished["broadcast_id"] and data["staff_user_id"] == staff.pk
-    assert (data["images"], data["chats"], data["created"], data["skipped"], data["status"]) == (2, 3, 6, 0, "succeeded")
+    assert (data["images"], data["chats"], data["created"], data["skipped"], data["status"]) == (
+        2,
+        3,
+        6,
+        0,
+        "succeeded",
+    )
     assert transaction["tags"]["broadcast_id"] == str(finished["broadcast_id"])
     assert sentry_ingest.events == []
 

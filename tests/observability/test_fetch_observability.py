@@ -41,11 +41,15 @@ def _environment(*, photo_api, s3_server, bucket, dsn="") -> dict[str, str]:
 
 def _test_database_url() -> str:
     settings = connection.settings_dict
-    return f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    return (
+        f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    )
 
 
 def _fetch(environment, *extra):
-    return run_manage("fetch_images", "--page-size", "5", "--no-progress", *extra, env_overrides=environment, timeout=120)
+    return run_manage(
+        "fetch_images", "--page-size", "5", "--no-progress", *extra, env_overrides=environment, timeout=120
+    )
 
 
 def _log_lines(stdout: str) -> list[dict]:
@@ -96,8 +100,9 @@ def test_fetch_logs_one_json_line_per_event_with_the_documented_fields(twelve_ph
 def test_fetch_is_one_transaction_with_page_download_and_upload_spans_and_cron_check_ins(
     twelve_photos_one_missing, s3_server, bucket, sentry_ingest
 ):
-    environment = _environment(photo_api=twelve_photos_one_missing, s3_server=s3_server, bucket=bucket,
-                               dsn=sentry_ingest.dsn)
+    environment = _environment(
+        photo_api=twelve_photos_one_missing, s3_server=s3_server, bucket=bucket, dsn=sentry_ingest.dsn
+    )
     environment["SENTRY_CRON_SCHEDULE"] = "17 * * * *"
     result = _fetch(environment)
     assert "Done" in result.stdout, result.stderr[-3000:]
@@ -117,7 +122,8 @@ def test_fetch_is_one_transaction_with_page_download_and_upload_spans_and_cron_c
 
     check_ins = sentry_ingest.check_ins
     assert [(check_in["monitor_slug"], check_in["status"]) for check_in in check_ins] == [
-        (MONITOR_SLUG, "in_progress"), (MONITOR_SLUG, "ok"),
+        (MONITOR_SLUG, "in_progress"),
+        (MONITOR_SLUG, "ok"),
     ]
     assert check_ins[0]["check_in_id"] == check_ins[1]["check_in_id"] and check_ins[1]["duration"] > 0
     assert check_ins[1]["environment"] == "observability-test"
@@ -128,8 +134,9 @@ def test_fetch_is_one_transaction_with_page_download_and_upload_spans_and_cron_c
 def test_a_failed_photo_is_one_warning_event_with_its_source_url_and_reason(
     twelve_photos_one_missing, s3_server, bucket, sentry_ingest
 ):
-    environment = _environment(photo_api=twelve_photos_one_missing, s3_server=s3_server, bucket=bucket,
-                               dsn=sentry_ingest.dsn)
+    environment = _environment(
+        photo_api=twelve_photos_one_missing, s3_server=s3_server, bucket=bucket, dsn=sentry_ingest.dsn
+    )
     result = _fetch(environment)
 
     assert sentry_ingest.wait_for(lambda server: server.transactions, timeout=15), result.stderr[-3000:]
@@ -147,8 +154,9 @@ def test_a_failed_photo_is_one_warning_event_with_its_source_url_and_reason(
 
 def test_an_aborted_fetch_is_one_error_event_and_an_error_check_in(photo_api, s3_server, sentry_ingest):
     # A bucket that does not exist: storage answers, and refuses.
-    environment = _environment(photo_api=photo_api, s3_server=s3_server, bucket=f"missing-{uuid.uuid4().hex[:8]}",
-                               dsn=sentry_ingest.dsn)
+    environment = _environment(
+        photo_api=photo_api, s3_server=s3_server, bucket=f"missing-{uuid.uuid4().hex[:8]}", dsn=sentry_ingest.dsn
+    )
     result = _fetch(environment)
 
     assert result.returncode != 0 and "Object storage unavailable" in result.stderr

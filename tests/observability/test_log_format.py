@@ -8,11 +8,17 @@ PROBE = "import structlog; structlog.get_logger('chat.images.probe').info('probe
 
 
 def _probe(log_format: str) -> str:
-    result = run_manage("shell", "--no-imports", "-c", PROBE, env_overrides={
-        "DJANGO_SETTINGS_MODULE": "pru_app.settings",
-        "DJANGO_SECRET_KEY": "observability-tests-only-" + "x" * 40,
-        "LOG_FORMAT": log_format,
-    })
+    result = run_manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        PROBE,
+        env_overrides={
+            "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+            "DJANGO_SECRET_KEY": "observability-tests-only-" + "x" * 40,
+            "LOG_FORMAT": log_format,
+        },
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 

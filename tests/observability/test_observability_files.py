@@ -17,8 +17,13 @@ DOCS = PROJECT_ROOT / "docs" / "observability.md"
 
 # The events issue 5 names: the dashboard and the docs must cover each of them.
 DOMAIN_EVENTS = {
-    "image_fetch.started", "image_fetch.page", "image_fetch.stored", "image_fetch.failed", "image_fetch.finished",
-    "broadcast.started", "broadcast.finished",
+    "image_fetch.started",
+    "image_fetch.page",
+    "image_fetch.stored",
+    "image_fetch.failed",
+    "image_fetch.finished",
+    "broadcast.started",
+    "broadcast.finished",
 }
 EVENT_FILTER = re.compile(r'\bevent\s*(=~|!~|!=|=)\s*"([^"]*)"')
 
@@ -158,7 +163,7 @@ def test_the_code_emits_every_domain_event_of_the_issue():
 def _documented_event_names() -> set[str]:
     """First-column names of the event tables in the docs' "Logs" section."""
     text = DOCS.read_text()
-    logs_section = text[text.index("## Logs"):text.index("## Sentry")]
+    logs_section = text[text.index("## Logs") : text.index("## Sentry")]
     return set(re.findall(r"^\|\s*`([a-z_]+(?:\.[a-z_]+)?)`", logs_section, re.M))
 
 
@@ -184,8 +189,15 @@ def test_documented_observability_settings_are_in_env_example():
 
 def test_sentry_settings_are_in_env_example():
     env_example = (PROJECT_ROOT / ".env.example").read_text()
-    for key in ("SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
-                "SENTRY_JOB_TRACES_SAMPLE_RATE", "SENTRY_CRON_MONITOR_SLUG", "SENTRY_CRON_SCHEDULE"):
+    for key in (
+        "SENTRY_DSN",
+        "SENTRY_ENVIRONMENT",
+        "SENTRY_RELEASE",
+        "SENTRY_TRACES_SAMPLE_RATE",
+        "SENTRY_JOB_TRACES_SAMPLE_RATE",
+        "SENTRY_CRON_MONITOR_SLUG",
+        "SENTRY_CRON_SCHEDULE",
+    ):
         assert re.search(rf"^{key}=", env_example, re.M), key
 
 
@@ -193,4 +205,3 @@ def test_every_event_name_on_this_list_is_a_string_the_scan_can_see():
     # The scanner reads source text: a name built at runtime would be invisible to the checks above.
     sources = "\n".join(path.read_text() for path in project_sources())
     assert not re.search(r'\.(info|warning|error|exception)\(\s*f"', sources), "an f-string event name"
-

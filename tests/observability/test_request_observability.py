@@ -45,8 +45,12 @@ def admin_session(stack):
     session.get(stack.url + "/admin/login/", timeout=10)
     response = session.post(
         stack.url + "/admin/login/",
-        data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD, "next": "/admin/",
-              "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        data={
+            "username": ADMIN_USERNAME,
+            "password": ADMIN_PASSWORD,
+            "next": "/admin/",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
         timeout=10,
     )
     assert response.status_code == 200 and "/admin/logout/" in response.text, response.text[:500]
@@ -111,9 +115,7 @@ def test_anonymous_request_line_has_a_null_user_id(stack):
     assert finished["user_id"] is None and finished["status"] == 200
 
 
-def test_an_exception_in_a_request_is_exactly_one_sentry_event_tagged_with_the_request_id(
-    stack, admin_session, ingest
-):
+def test_an_exception_in_a_request_is_exactly_one_sentry_event_tagged_with_the_request_id(stack, admin_session, ingest):
     ingest.clear()
     # A real failure on a real code path: the admin's image list without its table (as after a
     # deploy that skipped a migration).

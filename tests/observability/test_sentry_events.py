@@ -117,8 +117,11 @@ def test_failed_photos_logged_from_many_threads_keep_their_own_fields(in_process
     def fail(number):
         barrier.wait()
         for attempt in range(5):
-            log.warning("image_fetch.failed", source_url=f"http://photos.test/{number}-{attempt}.jpeg",
-                        reason=f"reason {number}-{attempt}")
+            log.warning(
+                "image_fetch.failed",
+                source_url=f"http://photos.test/{number}-{attempt}.jpeg",
+                reason=f"reason {number}-{attempt}",
+            )
 
     threads = [threading.Thread(target=fail, args=(number,)) for number in range(8)]
     for thread in threads:

@@ -24,7 +24,9 @@ def fetched(photo_api, s3_server):
     return environment, bucket
 
 
-def test_a_deleted_object_fails_the_run_with_a_summary_json_events_and_an_error_check_in(fetched, s3_server, sentry_ingest):
+def test_a_deleted_object_fails_the_run_with_a_summary_json_events_and_an_error_check_in(
+    fetched, s3_server, sentry_ingest
+):
     environment, bucket = fetched
     client = s3_server.client()
     [victim] = [item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]][:1]
@@ -46,7 +48,8 @@ def test_a_deleted_object_fails_the_run_with_a_summary_json_events_and_an_error_
 
     assert sentry_ingest.wait_for(lambda server: len(server.check_ins) >= 2, timeout=15)
     assert [(c["monitor_slug"], c["status"]) for c in sentry_ingest.check_ins] == [
-        (VERIFY_SLUG, "in_progress"), (VERIFY_SLUG, "error"),
+        (VERIFY_SLUG, "in_progress"),
+        (VERIFY_SLUG, "error"),
     ]
 
     repaired = run_manage("verify_images", "--repair", env_overrides=environment, timeout=120)

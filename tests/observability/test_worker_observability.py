@@ -24,7 +24,9 @@ REQUEST_ID = "0af7651916cd43dd8448eb211c80319c"
 def worker(tmp_path, sentry_ingest):
     """A real worker on its own queue; yields its output file."""
     output = tmp_path / "worker.log"
-    with running_celery_worker(broker_url=BROKER_URL, output_path=output, env_overrides={"SENTRY_DSN": sentry_ingest.dsn}):
+    with running_celery_worker(
+        broker_url=BROKER_URL, output_path=output, env_overrides={"SENTRY_DSN": sentry_ingest.dsn}
+    ):
         yield output
 
 
@@ -32,8 +34,12 @@ def test_worker_lines_are_json_and_carry_the_task_id_and_the_request_id_that_que
     staff = get_user_model().objects.create_user(username="staff", password="pw-tests-only", is_staff=True)
     get_user_model().objects.create_user(username="reader", password="pw-tests-only")
     image = Image.objects.create(
-        photo_id=1, source_url="https://photos.test/1.jpeg", title="One",
-        status=ImageStatus.STORED, file="images/1.jpeg", stored_at=timezone.now(),
+        photo_id=1,
+        source_url="https://photos.test/1.jpeg",
+        title="One",
+        status=ImageStatus.STORED,
+        file="images/1.jpeg",
+        stored_at=timezone.now(),
     )
     broadcast = broadcast_create(image_ids=[image.pk], sent_by=staff)
 

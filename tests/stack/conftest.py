@@ -31,7 +31,8 @@ def log_in(session: requests.Session, base_url: str, credentials: dict, **kwargs
     return session.post(
         base_url + "/admin/login/",
         data={**credentials, "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/"},
-        timeout=10, **kwargs,
+        timeout=10,
+        **kwargs,
     )
 
 
@@ -56,8 +57,11 @@ def edge_sentry():
 @pytest.fixture(scope="package")
 def edge_stack(tmp_path_factory, edge_sentry):
     """The stack with stored images in a bucket behind MinIO's headers, and a staff superuser."""
-    with S3Server() as s3, MinioHeadersProxy(upstream=s3.host_port) as storage, \
-            PhotoApiServer(photos=EDGE_PHOTOS, image_size=5_000) as photo_api:
+    with (
+        S3Server() as s3,
+        MinioHeadersProxy(upstream=s3.host_port) as storage,
+        PhotoApiServer(photos=EDGE_PHOTOS, image_size=5_000) as photo_api,
+    ):
         s3.create_bucket("pru-edge")
         overrides = {
             "AWS_S3_ENDPOINT_URL": storage.endpoint_url,
@@ -86,10 +90,14 @@ def edge_stack(tmp_path_factory, edge_sentry):
 
 @pytest.fixture(scope="package")
 def stored_image_ids(edge_stack) -> list[int]:
-    output = edge_stack.manage("shell", "-c", (
-        "from chat.models import Image\n"
-        "print('stored:', *Image.objects.filter(status='stored').order_by('pk').values_list('pk', flat=True))"
-    )).stdout
+    output = edge_stack.manage(
+        "shell",
+        "-c",
+        (
+            "from chat.models import Image\n"
+            "print('stored:', *Image.objects.filter(status='stored').order_by('pk').values_list('pk', flat=True))"
+        ),
+    ).stdout
     return [int(value) for value in output.rpartition("stored:")[2].split()]
 
 

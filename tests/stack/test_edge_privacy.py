@@ -55,7 +55,9 @@ def _forged_trace_headers() -> tuple[str, dict]:
 
 
 def _request_transactions(ingest) -> list[dict]:
-    return [item for item in ingest.transactions if item.get("contexts", {}).get("trace", {}).get("op") == "http.server"]
+    return [
+        item for item in ingest.transactions if item.get("contexts", {}).get("trace", {}).get("op") == "http.server"
+    ]
 
 
 def test_a_client_sent_sampled_flag_creates_no_transaction_at_a_zero_sample_rate(edge_stack, edge_sentry):
@@ -68,8 +70,11 @@ def test_a_client_sent_sampled_flag_creates_no_transaction_at_a_zero_sample_rate
             assert requests.get(base + path, headers=headers | {"Host": "localhost"}, timeout=10).status_code == 200
 
     def forged(ingest):
-        return [item for item in ingest.transactions
-                if item.get("contexts", {}).get("trace", {}).get("trace_id") in forged_ids]
+        return [
+            item
+            for item in ingest.transactions
+            if item.get("contexts", {}).get("trace", {}).get("trace_id") in forged_ids
+        ]
 
     # The SDK sends from a background thread right after the response; give it the time.
     assert not edge_sentry.wait_for(lambda ingest: forged(ingest) or _request_transactions(ingest), timeout=3)

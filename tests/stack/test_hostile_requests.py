@@ -19,18 +19,22 @@ PLAIN_USER = {"username": "plain-user", "password": "plain-user-password-for-tes
 @pytest.fixture(scope="module")
 def plain_session(edge_stack) -> requests.Session:
     """A signed-in user who is not staff (the admin's login refuses them, so the session is made directly)."""
-    output = edge_stack.manage("shell", "-c", (
-        "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model\n"
-        "from django.contrib.sessions.backends.db import SessionStore\n"
-        f"user = get_user_model().objects.create_user(username={PLAIN_USER['username']!r}, "
-        f"password={PLAIN_USER['password']!r})\n"
-        "session = SessionStore()\n"
-        "session[SESSION_KEY] = str(user.pk)\n"
-        "session[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
-        "session[HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
-        "session.create()\n"
-        "print('session:', session.session_key)"
-    )).stdout
+    output = edge_stack.manage(
+        "shell",
+        "-c",
+        (
+            "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model\n"
+            "from django.contrib.sessions.backends.db import SessionStore\n"
+            f"user = get_user_model().objects.create_user(username={PLAIN_USER['username']!r}, "
+            f"password={PLAIN_USER['password']!r})\n"
+            "session = SessionStore()\n"
+            "session[SESSION_KEY] = str(user.pk)\n"
+            "session[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+            "session[HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
+            "session.create()\n"
+            "print('session:', session.session_key)"
+        ),
+    ).stdout
     session = requests.Session()
     session.cookies.set("sessionid", output.rpartition("session:")[2].strip())
     return session
@@ -39,24 +43,28 @@ def plain_session(edge_stack) -> requests.Session:
 @pytest.fixture(scope="module")
 def admin_urls(edge_stack, plain_session) -> list[str]:
     """Every admin page of every registered model (list, add, change, delete, history), from Django's own URLconf."""
-    output = edge_stack.manage("shell", "-c", (
-        "import json\n"
-        "from django.apps import apps\n"
-        "from django.contrib import admin\n"
-        "from django.urls import reverse\n"
-        "urls = [reverse('admin:index'), reverse('admin:password_change')]\n"
-        "for model in apps.get_models():\n"
-        "    if not admin.site.is_registered(model):\n"
-        "        continue\n"
-        "    meta = model._meta\n"
-        "    name = f'admin:{meta.app_label}_{meta.model_name}'\n"
-        "    urls += [reverse('admin:app_list', args=[meta.app_label]), reverse(name + '_changelist'),"
-        " reverse(name + '_add')]\n"
-        "    first = model._default_manager.order_by('pk').first()\n"
-        "    if first is not None:\n"
-        "        urls += [reverse(name + view, args=[first.pk]) for view in ('_change', '_delete', '_history')]\n"
-        "print('urls:', json.dumps(sorted(set(urls))))"
-    )).stdout
+    output = edge_stack.manage(
+        "shell",
+        "-c",
+        (
+            "import json\n"
+            "from django.apps import apps\n"
+            "from django.contrib import admin\n"
+            "from django.urls import reverse\n"
+            "urls = [reverse('admin:index'), reverse('admin:password_change')]\n"
+            "for model in apps.get_models():\n"
+            "    if not admin.site.is_registered(model):\n"
+            "        continue\n"
+            "    meta = model._meta\n"
+            "    name = f'admin:{meta.app_label}_{meta.model_name}'\n"
+            "    urls += [reverse('admin:app_list', args=[meta.app_label]), reverse(name + '_changelist'),"
+            " reverse(name + '_add')]\n"
+            "    first = model._default_manager.order_by('pk').first()\n"
+            "    if first is not None:\n"
+            "        urls += [reverse(name + view, args=[first.pk]) for view in ('_change', '_delete', '_history')]\n"
+            "print('urls:', json.dumps(sorted(set(urls))))"
+        ),
+    ).stdout
     urls = json.loads(output.rpartition("urls:")[2])
     assert any("/chat/image/" in url for url in urls) and any("/auth/user/" in url for url in urls), urls
     return urls
@@ -76,9 +84,13 @@ def no_server_errors(edge_stack):
     nginx = [json.loads(line) for line in edge_stack.log_text("nginx").splitlines() if line.startswith("{")]
     assert not [record for record in nginx if record["status"] >= 500], "nginx answered a 5xx"
     gunicorn = [json.loads(line) for line in edge_stack.log_text("gunicorn").splitlines() if line.startswith("{")]
-    failures = [record for record in gunicorn
-                if (record.get("code") or 0) >= 500 or (record.get("status") or 0) >= 500
-                or record.get("event") == "request_failed"]
+    failures = [
+        record
+        for record in gunicorn
+        if (record.get("code") or 0) >= 500
+        or (record.get("status") or 0) >= 500
+        or record.get("event") == "request_failed"
+    ]
     assert not failures, failures[:3]
 
 
@@ -100,8 +112,12 @@ def _raw_request(stack, method: str, target: str, headers: dict | None = None, b
 
 def test_an_oversized_body_is_refused_by_nginx_before_django(edge_stack, unchanged_database):
     # NGINX_CLIENT_MAX_BODY_SIZE is 1m in this stack.
-    response = requests.post(edge_stack.url + "/admin/chat/image/", data=b"x" * (2 * 1024 * 1024), timeout=30,
-                             headers={"Content-Type": "application/octet-stream"})
+    response = requests.post(
+        edge_stack.url + "/admin/chat/image/",
+        data=b"x" * (2 * 1024 * 1024),
+        timeout=30,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert response.status_code == 413
 
 
@@ -112,14 +128,16 @@ def test_a_wrong_host_header_is_refused_with_400(edge_stack, unchanged_database,
 
 
 def test_a_forwarded_host_from_the_client_does_not_change_the_host(edge_stack, unchanged_database):
-    response = requests.get(edge_stack.url + "/admin/login/?next=/admin/", headers={"X-Forwarded-Host": "evil.example"},
-                            timeout=10)
+    response = requests.get(
+        edge_stack.url + "/admin/login/?next=/admin/", headers={"X-Forwarded-Host": "evil.example"}, timeout=10
+    )
     assert response.status_code == 200 and "evil.example" not in response.text
 
 
 def test_a_forged_x_forwarded_for_from_outside_does_not_open_readyz(edge_stack, unchanged_database):
-    response = client_from(OUTSIDE_ADDRESS).get(edge_stack.url + "/readyz", headers={"X-Forwarded-For": "127.0.0.1"},
-                                                timeout=10)
+    response = client_from(OUTSIDE_ADDRESS).get(
+        edge_stack.url + "/readyz", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=10
+    )
     assert response.status_code == 403
 
 
@@ -129,9 +147,14 @@ def test_a_forged_x_forwarded_proto_does_not_make_a_plain_request_secure(edge_st
     session = client_from("127.0.0.6")
     session.get(edge_stack.url + "/admin/login/", timeout=10)
     response = session.post(
-        edge_stack.url + "/admin/login/", timeout=10, headers={"X-Forwarded-Proto": "https"},
-        data={"username": EDGE_ADMIN["username"], "password": "wrong-password",
-              "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        edge_stack.url + "/admin/login/",
+        timeout=10,
+        headers={"X-Forwarded-Proto": "https"},
+        data={
+            "username": EDGE_ADMIN["username"],
+            "password": "wrong-password",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
     )
     assert response.status_code == 200
     assert "correct username and password" in response.text
@@ -164,21 +187,29 @@ def test_path_traversal_on_static_finds_nothing_outside_the_static_root(edge_sta
 
 
 @pytest.mark.parametrize(
-    "target", ["/internal-storage/pru-edge/", "/internal-storage/pru-edge/images/1.jpeg", "/internal%2Dstorage/pru-edge/x",
-               "//internal-storage/pru-edge/x"],
+    "target",
+    [
+        "/internal-storage/pru-edge/",
+        "/internal-storage/pru-edge/images/1.jpeg",
+        "/internal%2Dstorage/pru-edge/x",
+        "//internal-storage/pru-edge/x",
+    ],
 )
 def test_the_internal_storage_location_is_404_from_outside(edge_stack, unchanged_database, target):
     status, _ = _raw_request(edge_stack, "GET", target)
     assert status == 404
 
 
-def test_a_post_without_a_csrf_token_is_refused_and_sends_nothing(edge_stack, staff_session, stored_image_ids,
-                                                                    unchanged_database):
+def test_a_post_without_a_csrf_token_is_refused_and_sends_nothing(
+    edge_stack, staff_session, stored_image_ids, unchanged_database
+):
     # A staff session, the broadcast action, every field but the token: nothing is sent.
     response = requests.post(
-        edge_stack.url + "/admin/chat/image/", cookies={"sessionid": staff_session.cookies["sessionid"]},
+        edge_stack.url + "/admin/chat/image/",
+        cookies={"sessionid": staff_session.cookies["sessionid"]},
         data={"action": "send_to_all_chats", "_selected_action": [str(pk) for pk in stored_image_ids], "index": "0"},
-        timeout=10, allow_redirects=False,
+        timeout=10,
+        allow_redirects=False,
     )
     assert response.status_code == 403
     assert "CSRF" in response.text
@@ -194,9 +225,15 @@ def test_a_login_brute_force_is_limited_with_429_and_recovers(edge_stack, unchan
         # the limit's interval, so one after the other would never exceed it.
         attacker = client_from("127.0.0.7")
         attacker.cookies.set("csrftoken", token)
-        return attacker.post(edge_stack.url + "/admin/login/", timeout=30, data={
-            "username": EDGE_ADMIN["username"], "password": f"guess-{number}", "csrfmiddlewaretoken": token,
-        }).status_code
+        return attacker.post(
+            edge_stack.url + "/admin/login/",
+            timeout=30,
+            data={
+                "username": EDGE_ADMIN["username"],
+                "password": f"guess-{number}",
+                "csrfmiddlewaretoken": token,
+            },
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=LOGIN_BURST + 5) as pool:
         statuses = list(pool.map(attempt, range(LOGIN_BURST + 5)))
@@ -206,8 +243,9 @@ def test_a_login_brute_force_is_limited_with_429_and_recovers(edge_stack, unchan
     assert attempt("after") == 200  # the form again: the limit recovered, the guess was still wrong
 
 
-def test_a_user_who_is_not_staff_reaches_no_admin_page_and_no_stored_image(edge_stack, plain_session, admin_urls,
-                                                                          stored_image_ids, unchanged_database):
+def test_a_user_who_is_not_staff_reaches_no_admin_page_and_no_stored_image(
+    edge_stack, plain_session, admin_urls, stored_image_ids, unchanged_database
+):
     for url in admin_urls:
         response = plain_session.get(edge_stack.url + url, timeout=10, allow_redirects=False)
         assert response.status_code == 302, (url, response.status_code)
@@ -219,8 +257,13 @@ def test_a_user_who_is_not_staff_reaches_no_admin_page_and_no_stored_image(edge_
     # With a valid token, a non-staff POST of the broadcast action is sent back to the login page.
     plain_session.get(edge_stack.url + "/admin/login/", timeout=10)
     response = plain_session.post(
-        edge_stack.url + "/admin/chat/image/", timeout=10, allow_redirects=False,
-        data={"action": "send_to_all_chats", "_selected_action": [str(pk) for pk in stored_image_ids],
-              "csrfmiddlewaretoken": plain_session.cookies["csrftoken"]},
+        edge_stack.url + "/admin/chat/image/",
+        timeout=10,
+        allow_redirects=False,
+        data={
+            "action": "send_to_all_chats",
+            "_selected_action": [str(pk) for pk in stored_image_ids],
+            "csrfmiddlewaretoken": plain_session.cookies["csrftoken"],
+        },
     )
     assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login/")

@@ -31,8 +31,11 @@ def test_nginx_logs_the_forwarded_client_not_the_proxy(edge_stack):
     deadline = time.monotonic() + 5
     records = []
     while not records and time.monotonic() < deadline:
-        records = [json.loads(line) for line in edge_stack.log_text("nginx").splitlines()
-                   if line.startswith("{") and marker in line]
+        records = [
+            json.loads(line)
+            for line in edge_stack.log_text("nginx").splitlines()
+            if line.startswith("{") and marker in line
+        ]
         time.sleep(0.1)
     assert records and {record["remote_addr"] for record in records} == {"203.0.113.50"}, records
 
@@ -40,8 +43,9 @@ def test_nginx_logs_the_forwarded_client_not_the_proxy(edge_stack):
 def test_an_untrusted_peer_cannot_escape_its_limit_with_a_forged_x_forwarded_for(edge_stack):
     direct = client_from("127.0.0.4")
     statuses = [
-        direct.post(edge_stack.url + "/admin/login/", data={}, timeout=10,
-                    headers={"X-Forwarded-For": f"192.0.2.{number}"}).status_code
+        direct.post(
+            edge_stack.url + "/admin/login/", data={}, timeout=10, headers={"X-Forwarded-For": f"192.0.2.{number}"}
+        ).status_code
         for number in range(LOGIN_BURST + 4)
     ]
     assert 429 in statuses, statuses

@@ -27,8 +27,11 @@ def _start_serve(*arguments, database_url):
     # Not bin/serve itself: its bin/setup-dev step ends stray system nginx processes.
     process = subprocess.Popen(
         [sys.executable, "-m", "devservers.serve", *arguments],
-        cwd=PROJECT_ROOT, env=clean_environment() | {"DATABASE_URL": database_url},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=PROJECT_ROOT,
+        env=clean_environment() | {"DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     banner = ""
     deadline = time.monotonic() + 120
@@ -46,8 +49,12 @@ def _stop_serve(process) -> str:
 
 def _bin_manage(run_dir, *arguments):
     return subprocess.run(
-        [str(PROJECT_ROOT / "bin" / "manage"), *arguments], cwd=PROJECT_ROOT,
-        env=clean_environment() | {"PRU_SERVE_RUN_DIR": str(run_dir)}, capture_output=True, text=True, timeout=180,
+        [str(PROJECT_ROOT / "bin" / "manage"), *arguments],
+        cwd=PROJECT_ROOT,
+        env=clean_environment() | {"PRU_SERVE_RUN_DIR": str(run_dir)},
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 

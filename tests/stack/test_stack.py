@@ -123,7 +123,9 @@ def test_nginx_request_id_replaces_the_clients_and_reaches_djangos_log(stack):
 
 
 def test_admin_login_posts_are_rate_limited_and_the_limit_recovers(stack):
-    statuses = [requests.post(stack.url + "/admin/login/", data={}, timeout=10).status_code for _ in range(LOGIN_BURST + 6)]
+    statuses = [
+        requests.post(stack.url + "/admin/login/", data={}, timeout=10).status_code for _ in range(LOGIN_BURST + 6)
+    ]
     # The first burst reaches Django (403: no CSRF token); then nginx answers 429 itself.
     assert statuses[0] != 429
     assert 429 in statuses, statuses

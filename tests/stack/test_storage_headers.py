@@ -16,9 +16,23 @@ pytestmark = pytest.mark.stack
 # What a stored image may carry: the HTTP framing, the object's validators, and the headers nginx
 # and Django set. Anything else came from the storage.
 OUR_HEADERS = {
-    "server", "date", "content-type", "content-length", "connection", "keep-alive", "accept-ranges",
-    "etag", "last-modified", "cache-control", "vary", "x-request-id", "x-content-type-options",
-    "x-frame-options", "referrer-policy", "cross-origin-opener-policy", "content-security-policy",
+    "server",
+    "date",
+    "content-type",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+    "cache-control",
+    "vary",
+    "x-request-id",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "content-security-policy",
     "permissions-policy",
 }
 TEMPLATE = PROJECT_ROOT / "deploy" / "nginx" / "default.conf.template"
@@ -49,7 +63,9 @@ def test_the_storage_really_sends_the_headers_nginx_hides(edge_stack, stored_ima
     # The storage the stack talks to (AWS_S3_ENDPOINT_URL): moto behind MinIO's headers.
     storage = _client_for(edge_stack.env["AWS_S3_ENDPOINT_URL"])
     key = storage.list_objects_v2(Bucket=bucket)["Contents"][0]["Key"]
-    direct = requests.get(storage.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}), timeout=10)
+    direct = requests.get(
+        storage.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}), timeout=10
+    )
     assert direct.status_code == 200, direct.text[:300]
     names = {name.lower() for name in direct.headers}
     assert {"strict-transport-security", "x-amz-meta-source-url", "x-amz-meta-photo-id", "x-amz-meta-sha256"} <= names
@@ -57,8 +73,14 @@ def test_the_storage_really_sends_the_headers_nginx_hides(edge_stack, stored_ima
 
 
 def _client_for(endpoint_url: str):
-    return boto3.client("s3", endpoint_url=endpoint_url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                        region_name=REGION, config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
 
 
 def test_every_metadata_key_the_app_writes_is_hidden_by_the_internal_location():

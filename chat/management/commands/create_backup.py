@@ -15,7 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--to", required=True, type=Path, help="folder that receives the backup folder")
         parser.add_argument("--name", help="the backup folder's name (default: the UTC time)")
         parser.add_argument(
-            "--existing-dump", action="store_true",
+            "--existing-dump",
+            action="store_true",
             help="the folder already holds database.dump, made by the server's own pg_dump (compose's backup-database)",
         )
         only = parser.add_mutually_exclusive_group()
@@ -27,7 +28,11 @@ class Command(BaseCommand):
             raise CommandError("--existing-dump needs --name: the folder the dump is in")
         try:
             report = backup_create(
-                destination=to, name=name, database=not objects_only, objects=not database_only, existing_dump=existing_dump
+                destination=to,
+                name=name,
+                database=not objects_only,
+                objects=not database_only,
+                existing_dump=existing_dump,
             )
         except (BackupError, StorageUnavailable) as error:
             raise CommandError(f"Backup failed, nothing was marked complete: {error}") from error

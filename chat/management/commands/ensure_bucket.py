@@ -12,7 +12,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--wait", type=float, default=0.0, help="seconds to keep retrying while the storage is unreachable (default 0)"
+            "--wait",
+            type=float,
+            default=0.0,
+            help="seconds to keep retrying while the storage is unreachable (default 0)",
         )
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between attempts (default 1)")
 

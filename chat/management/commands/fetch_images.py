@@ -9,10 +9,10 @@ from tqdm import tqdm
 
 from chat.images.fetch_lock import FetchAlreadyRunning
 from chat.images.ingestion import DEFAULT_PAGE_SIZE, ImageIngestionError, image_fetch_all
+from chat.images.monitoring import fetch_images_job
 from chat.images.photo_api import MAX_PAGE_SIZE
 from core.object_storage import StorageUnavailable, storage_describe
 from core.outbound_http import UnsafeURL, check_url
-from chat.images.monitoring import fetch_images_job
 
 MAX_WORKERS = 64
 
@@ -34,12 +34,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--api-url", help="list endpoint of the photo API (default: IMAGE_API_URL)")
         parser.add_argument(
-            "--page-size", type=_positive(MAX_PAGE_SIZE), default=DEFAULT_PAGE_SIZE,
+            "--page-size",
+            type=_positive(MAX_PAGE_SIZE),
+            default=DEFAULT_PAGE_SIZE,
             help=f"photos per API page (default {DEFAULT_PAGE_SIZE})",
         )
         parser.add_argument("--limit", type=_positive(), help="stop after this many listed photos")
         parser.add_argument(
-            "--workers", type=_positive(MAX_WORKERS),
+            "--workers",
+            type=_positive(MAX_WORKERS),
             help=f"concurrent downloads (default: IMAGE_FETCH_WORKERS, {settings.IMAGE_FETCH_WORKERS})",
         )
         parser.add_argument("--refresh", action="store_true", help="download again photos that are already stored")
@@ -61,8 +64,14 @@ class Command(BaseCommand):
             # A Sentry transaction inside cron check-ins; failed photos do not fail the check-in.
             with fetch_images_job() as job:
                 summary = image_fetch_all(
-                    api_url=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh,
-                    on_photo=progress.photo, on_page=progress.page, on_total=progress.total,
+                    api_url=api_url,
+                    page_size=page_size,
+                    limit=limit,
+                    workers=workers,
+                    refresh=refresh,
+                    on_photo=progress.photo,
+                    on_page=progress.page,
+                    on_total=progress.total,
                 )
                 for key, value in summary.as_log_fields().items():
                     job.set_data(key, value)
@@ -71,7 +80,9 @@ class Command(BaseCommand):
         except StorageUnavailable as error:
             raise CommandError(f"Object storage unavailable, nothing more was stored: {error}") from error
         except ImageIngestionError as error:
-            raise CommandError(f"Stopped: {error}. Photos stored before this stay stored; run again to resume.") from error
+            raise CommandError(
+                f"Stopped: {error}. Photos stored before this stay stored; run again to resume."
+            ) from error
         finally:
             progress.close()
         self._print_summary(summary)
@@ -88,7 +99,9 @@ class Command(BaseCommand):
         if summary.duplicates:
             write(f"  duplicates:     {summary.duplicates} (listed more than once; stored once)")
         if summary.lost:
-            write(f"  lost:           {summary.lost} (verify_images found the copy gone and the source too; not retried)")
+            write(
+                f"  lost:           {summary.lost} (verify_images found the copy gone and the source too; not retried)"
+            )
         kinds = ", ".join(f"{kind}: {count}" for kind, count in summary.failure_kinds.most_common())
         write(f"  failed:         {summary.failed}" + (f" ({kinds})" if kinds else ""))
         for failure in summary.failures:

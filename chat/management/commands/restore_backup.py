@@ -13,15 +13,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--from", dest="source", required=True, type=Path, help="the backup folder")
-        parser.add_argument("--yes", action="store_true", help="really replace the current data (without it: say what would happen)")
+        parser.add_argument(
+            "--yes", action="store_true", help="really replace the current data (without it: say what would happen)"
+        )
         only = parser.add_mutually_exclusive_group()
         only.add_argument("--database-only", action="store_true")
         only.add_argument("--objects-only", action="store_true")
 
     def handle(self, *args, source, yes, database_only, objects_only, **options):
         if not yes:
-            what = "the database's tables" if database_only else "the objects" if objects_only else "the database's tables and the objects"
-            self.stdout.write(f"Would replace {what} with the backup in {source}. Stop the web, worker and beat first; run again with --yes.")
+            what = (
+                "the database's tables"
+                if database_only
+                else "the objects"
+                if objects_only
+                else "the database's tables and the objects"
+            )
+            self.stdout.write(
+                f"Would replace {what} with the backup in {source}. Stop the web, worker and beat first; run again with --yes."
+            )
             return
         try:
             report = backup_restore(source=source, database=not objects_only, objects=not database_only)

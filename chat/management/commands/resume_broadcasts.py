@@ -37,7 +37,9 @@ class Command(BaseCommand):
             resumed = outcome.broadcast
             if outcome.broker_unavailable:
                 unfinished.append(resumed.pk)
-                self.stderr.write(f"Broadcast #{resumed.pk}: the broker is unavailable; run this again once it is back.")
+                self.stderr.write(
+                    f"Broadcast #{resumed.pk}: the broker is unavailable; run this again once it is back."
+                )
             elif outcome.queued:
                 self.stdout.write(f"Broadcast #{resumed.pk}: queued again for the workers.")
             else:

@@ -6,10 +6,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chat.images.fetch_lock import FetchAlreadyRunning
+from chat.images.monitoring import verify_images_job
 from chat.images.verification import image_verify_all
 from chat.images.verify_reports import ImageVerifySummary
 from core.object_storage import StorageUnavailable
-from chat.images.monitoring import verify_images_job
 
 MAX_WORKERS = 128
 
@@ -40,21 +40,36 @@ class Command(BaseCommand):
     help = "Check that every stored image's object exists with the recorded size and sha256; report orphans."
 
     def add_arguments(self, parser):
-        parser.add_argument("--repair", action="store_true", help="download missing and corrupt images again from their source")
+        parser.add_argument(
+            "--repair", action="store_true", help="download missing and corrupt images again from their source"
+        )
         parser.add_argument("--delete-orphans", action="store_true", help="delete objects that no image row names")
         parser.add_argument(
-            "--orphan-min-age", type=_seconds, default=3600,
+            "--orphan-min-age",
+            type=_seconds,
+            default=3600,
             help="only delete orphans older than this many seconds (default 3600: a fetch may not have written its rows yet)",
         )
-        parser.add_argument("--read-data", action="store_true", help="download and hash every object instead of reading its metadata")
-        parser.add_argument("--workers", type=_positive, help=f"concurrent requests (default IMAGE_VERIFY_WORKERS, {settings.IMAGE_VERIFY_WORKERS})")
+        parser.add_argument(
+            "--read-data", action="store_true", help="download and hash every object instead of reading its metadata"
+        )
+        parser.add_argument(
+            "--workers",
+            type=_positive,
+            help=f"concurrent requests (default IMAGE_VERIFY_WORKERS, {settings.IMAGE_VERIFY_WORKERS})",
+        )
 
     def handle(self, *args, repair, delete_orphans, orphan_min_age, read_data, workers, **options):
-        self.stdout.write(f"Verifying stored images{' (repair)' if repair else ''}{' (delete orphans)' if delete_orphans else ''}…")
+        self.stdout.write(
+            f"Verifying stored images{' (repair)' if repair else ''}{' (delete orphans)' if delete_orphans else ''}…"
+        )
         try:
             with verify_images_job() as job:
                 summary = image_verify_all(
-                    repair=repair, delete_orphans=delete_orphans, read_data=read_data, workers=workers,
+                    repair=repair,
+                    delete_orphans=delete_orphans,
+                    read_data=read_data,
+                    workers=workers,
                     orphan_min_age=timedelta(seconds=orphan_min_age),
                 )
                 for key, value in summary.as_log_fields().items():
@@ -75,15 +90,23 @@ class Command(BaseCommand):
         write(self.style.SUCCESS("All images intact.") if summary.clean else self.style.WARNING("Problems found."))
         write(f"  storage:        {summary.where}")
         write(f"  checked:        {summary.checked}")
-        write(f"  intact:         {summary.intact}" + (f" ({summary.back_intact} intact again)" if summary.back_intact else ""))
+        write(
+            f"  intact:         {summary.intact}"
+            + (f" ({summary.back_intact} intact again)" if summary.back_intact else "")
+        )
         write(f"  missing:        {summary.missing}")
         write(f"  corrupt:        {summary.corrupt}")
         if summary.repaired or summary.repair_failed:
             write(f"  repaired:       {summary.repaired}")
             write(f"  repair failed:  {summary.repair_failed} (lost, source gone: {summary.lost})")
         if summary.lost_before:
-            write(f"  lost earlier:   {summary.lost_before} (not retried; delete them or use the admin's Repair selected)")
-        write(f"  orphans:        {summary.orphans}" + (f" ({summary.orphans_deleted} deleted)" if summary.orphans_deleted else ""))
+            write(
+                f"  lost earlier:   {summary.lost_before} (not retried; delete them or use the admin's Repair selected)"
+            )
+        write(
+            f"  orphans:        {summary.orphans}"
+            + (f" ({summary.orphans_deleted} deleted)" if summary.orphans_deleted else "")
+        )
         if summary.orphans_too_recent:
             write(f"    {summary.orphans_too_recent} newer than --orphan-min-age were kept")
         for problem in summary.problems:

@@ -40,7 +40,12 @@ def cursor_decode(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise InvalidPageRequest("Invalid cursor.") from error
     digits = text.removeprefix(_PREFIX)
-    if not text.startswith(_PREFIX) or not digits.isdigit() or not digits.isascii() or not 0 < int(digits) <= BIGINT_MAX:
+    if (
+        not text.startswith(_PREFIX)
+        or not digits.isdigit()
+        or not digits.isascii()
+        or not 0 < int(digits) <= BIGINT_MAX
+    ):
         raise InvalidPageRequest("Invalid cursor.")
     return int(digits)
 
@@ -99,12 +104,16 @@ class MessageCursorPagination(BasePagination):
     def get_schema_operation_parameters(self, view):
         return [
             {
-                "name": CURSOR_PARAM, "in": "query", "required": False,
+                "name": CURSOR_PARAM,
+                "in": "query",
+                "required": False,
                 "description": "Opaque: the `next` link of the previous page carries it.",
                 "schema": {"type": "string"},
             },
             {
-                "name": LIMIT_PARAM, "in": "query", "required": False,
+                "name": LIMIT_PARAM,
+                "in": "query",
+                "required": False,
                 "description": f"Messages per page (default {DEFAULT_LIMIT}).",
                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
             },

@@ -25,7 +25,9 @@ def message_payloads(rows, *, request) -> list[dict]:
             "id": row.id,
             "text": row.text,
             "created_at": _datetime(row.created_at),
-            "image": None if row.image_id is None else {
+            "image": None
+            if row.image_id is None
+            else {
                 "id": row.image_id,
                 "title": row.image_title,
                 "url": origin + IMAGE_FILE_PATH.format(row.image_id) if row.image_stored else None,

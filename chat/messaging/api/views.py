@@ -24,7 +24,9 @@ from chat.models import Chat, Image
 from core.database import BIGINT_MAX
 
 CHAT_PARAMETER = OpenApiParameter(
-    "chat", int, required=False,
+    "chat",
+    int,
+    required=False,
     description="Staff who may view messages: read this chat instead of their own. Anyone else: 404 unless it is theirs.",
 )
 
@@ -49,10 +51,16 @@ class ChatApi(APIView):
         """The caller's chat with its message count and unread count."""
         chat = reader_chat(request)
         counts = chat_counts(chat=chat)
-        return Response(ChatSerializer({
-            "id": chat.pk, "message_count": counts.message_count, "unread_count": counts.unread_count,
-            "last_read_message_id": chat.last_read_message_id,
-        }).data)
+        return Response(
+            ChatSerializer(
+                {
+                    "id": chat.pk,
+                    "message_count": counts.message_count,
+                    "unread_count": counts.unread_count,
+                    "last_read_message_id": chat.last_read_message_id,
+                }
+            ).data
+        )
 
 
 class ChatReadApi(APIView):
@@ -77,16 +85,22 @@ class ChatReadApi(APIView):
             raise NotFound() from missing
         chat_mark_read(chat=chat, up_to_message_id=payload.validated_data["up_to_id"])
         counts = chat_counts(chat=chat)
-        return Response(ReadStateSerializer({
-            "last_read_message_id": chat.last_read_message_id, "unread_count": counts.unread_count,
-        }).data)
+        return Response(
+            ReadStateSerializer(
+                {
+                    "last_read_message_id": chat.last_read_message_id,
+                    "unread_count": counts.unread_count,
+                }
+            ).data
+        )
 
 
 class MessageListApi(APIView):
     pagination_class = MessageCursorPagination
 
     @extend_schema(
-        operation_id="chat_messages", parameters=[CHAT_PARAMETER],
+        operation_id="chat_messages",
+        parameters=[CHAT_PARAMETER],
         responses={200: MessageSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request):
@@ -97,12 +111,16 @@ class MessageListApi(APIView):
         query.is_valid(raise_exception=True)
         try:
             page = message_page_for_reader(
-                user=request.user, chat_id=query.validated_data.get("chat"),
-                before_id=page_request.before_id, limit=page_request.limit,
+                user=request.user,
+                chat_id=query.validated_data.get("chat"),
+                before_id=page_request.before_id,
+                limit=page_request.limit,
             )
         except Chat.DoesNotExist as missing:
             raise NotFound() from missing
-        return paginator.get_paginated_response(message_payloads(page.messages, request=request), request=request, page=page)
+        return paginator.get_paginated_response(
+            message_payloads(page.messages, request=request), request=request, page=page
+        )
 
 
 class ImageBytesNegotiation(BaseContentNegotiation):
@@ -123,7 +141,9 @@ class ImageFileApi(APIView):
         responses={
             (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The stored copy."),
             401: ERROR_RESPONSES[401],
-            404: OpenApiResponse(ErrorSerializer, description="No such image, no stored copy, or not in the caller's chat."),
+            404: OpenApiResponse(
+                ErrorSerializer, description="No such image, no stored copy, or not in the caller's chat."
+            ),
         },
     )
     def get(self, request, image_id: int):

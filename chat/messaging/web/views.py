@@ -31,17 +31,25 @@ def chat_page(request):
         raise Http404 from missing
     page = message_page(chat=chat, before_id=page_request.before_id, limit=page_request.limit)
     next_query = next_page_query(request.GET, page)
-    return render(request, "chat/chat_page.html", {
-        "chat": chat,
-        "own_chat": chat.user_id == request.user.pk,
-        "counts": chat_counts(chat=chat),
-        "items": [
-            {"message": message, "image_url": image_file_path(message), "unread": message.id > chat.last_read_message_id}
-            for message in page.messages
-        ],
-        "first_page": page_request.before_id is None,
-        "next_url": f"{reverse('chat:chat_page')}?{next_query}" if next_query else None,
-    })
+    return render(
+        request,
+        "chat/chat_page.html",
+        {
+            "chat": chat,
+            "own_chat": chat.user_id == request.user.pk,
+            "counts": chat_counts(chat=chat),
+            "items": [
+                {
+                    "message": message,
+                    "image_url": image_file_path(message),
+                    "unread": message.id > chat.last_read_message_id,
+                }
+                for message in page.messages
+            ],
+            "first_page": page_request.before_id is None,
+            "next_url": f"{reverse('chat:chat_page')}?{next_query}" if next_query else None,
+        },
+    )
 
 
 @login_required

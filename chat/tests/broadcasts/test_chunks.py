@@ -63,7 +63,10 @@ def test_a_chunk_leased_by_another_runner_is_left_to_it_until_its_lease_runs_out
     _chats, images = six_chats_two_images
     chunk_id = _chunk_ids(_planned(images))[0]
     BroadcastChunk.objects.filter(pk=chunk_id).update(
-        status=ChunkStatus.RUNNING, lease_owner="someone", attempts=1, leased_until=timezone.now() + timedelta(seconds=30)
+        status=ChunkStatus.RUNNING,
+        lease_owner="someone",
+        attempts=1,
+        leased_until=timezone.now() + timedelta(seconds=30),
     )
     leased = chunk_run(chunk_id=chunk_id, owner="me")
     assert leased.outcome == "leased" and 25 < leased.lease_seconds_left <= 30
@@ -82,7 +85,10 @@ def test_the_same_owner_takes_its_chunk_back_at_once_after_a_redelivery(six_chat
     chunk_id = _chunk_ids(_planned(images))[0]
     # As a worker process killed mid-chunk leaves it: running, lease live, owner = the task id.
     BroadcastChunk.objects.filter(pk=chunk_id).update(
-        status=ChunkStatus.RUNNING, lease_owner="task-7", attempts=1, leased_until=timezone.now() + timedelta(seconds=60)
+        status=ChunkStatus.RUNNING,
+        lease_owner="task-7",
+        attempts=1,
+        leased_until=timezone.now() + timedelta(seconds=60),
     )
     assert chunk_run(chunk_id=chunk_id, owner="task-7").outcome == "ran"
 
@@ -156,7 +162,10 @@ def test_resume_finishes_what_a_crashed_in_process_run_left(six_chats_two_images
     chunk_run(chunk_id=first, owner="crashed-run")
     # The crashed run had claimed the second chunk: running, its lease ran out.
     BroadcastChunk.objects.filter(pk=second).update(
-        status=ChunkStatus.RUNNING, attempts=1, lease_owner="crashed-run", leased_until=timezone.now() - timedelta(seconds=1)
+        status=ChunkStatus.RUNNING,
+        attempts=1,
+        lease_owner="crashed-run",
+        leased_until=timezone.now() - timedelta(seconds=1),
     )
     resumed = broadcast_resume(broadcast=broadcast).broadcast
     assert (resumed.status, resumed.created_count, resumed.chat_count) == (BroadcastStatus.SUCCEEDED, 12, 6)
@@ -186,7 +195,10 @@ def test_the_sweeper_releases_expired_leases_and_runs_them_again(six_chats_two_i
     broadcast = _planned(images)
     for chunk_id in _chunk_ids(broadcast)[:2]:
         BroadcastChunk.objects.filter(pk=chunk_id).update(
-            status=ChunkStatus.RUNNING, attempts=1, lease_owner="dead", leased_until=timezone.now() - timedelta(seconds=1)
+            status=ChunkStatus.RUNNING,
+            attempts=1,
+            lease_owner="dead",
+            leased_until=timezone.now() - timedelta(seconds=1),
         )
     report = broadcasts_sweep()
     assert report.expired_leases == 2 and report.requeued_broadcasts == [broadcast.pk]

@@ -58,9 +58,21 @@ class RedisServer:
 
     def start(self):
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _wait_for(lambda: _answers(self.port), timeout=10, what="redis-server to listen")
 
@@ -110,14 +122,23 @@ class Drill:
     def worker(self, *, pool="solo", concurrency=1, name=None, **env):
         return celery_process(
             *worker_arguments(queue=self.queue, pool=pool, concurrency=concurrency, name=name),
-            broker_url=self.redis_server.url, queue=self.queue, output_path=self.log,
+            broker_url=self.redis_server.url,
+            queue=self.queue,
+            output_path=self.log,
             env_overrides={**DRILL_SETTINGS, **env},
         )
 
     def beat(self, tmp_path):
         return celery_process(
-            "beat", "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO",
-            broker_url=self.redis_server.url, queue=self.queue, output_path=self.log, env_overrides=DRILL_SETTINGS,
+            "beat",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+            "--loglevel",
+            "INFO",
+            broker_url=self.redis_server.url,
+            queue=self.queue,
+            output_path=self.log,
+            env_overrides=DRILL_SETTINGS,
         )
 
 
@@ -223,7 +244,11 @@ def test_one_chunk_delivered_to_two_workers_at_once_creates_and_counts_its_messa
         time.sleep(1)
     chunk.refresh_from_db()
     assert finished.status == BroadcastStatus.SUCCEEDED
-    assert (finished.created_count, chunk.created_count, Message.objects.count()) == (len(users), len(users), len(users))
+    assert (finished.created_count, chunk.created_count, Message.objects.count()) == (
+        len(users),
+        len(users),
+        len(users),
+    )
 
 
 def test_broker_down_when_staff_press_go_is_no_500_and_it_completes_once_the_broker_is_back(

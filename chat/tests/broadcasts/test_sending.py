@@ -51,7 +51,10 @@ def test_tiny_chunks_cover_every_chat_exactly_once(make_user, make_image):
     broadcast = broadcast_create(image_ids=[image.pk], chunk_messages=2)
     assert broadcast.chunk_count == 4
     assert list(broadcast.chunks.values_list("after_chat_id", "up_to_chat_id", "chat_count")) == [
-        (0, chats[1].pk, 2), (chats[1].pk, chats[3].pk, 2), (chats[3].pk, chats[5].pk, 2), (chats[5].pk, chats[6].pk, 1),
+        (0, chats[1].pk, 2),
+        (chats[1].pk, chats[3].pk, 2),
+        (chats[3].pk, chats[5].pk, 2),
+        (chats[5].pk, chats[6].pk, 1),
     ]
     broadcast = broadcast_run(broadcast=broadcast)
     assert broadcast.chat_count == 7 and broadcast.created_count == 7

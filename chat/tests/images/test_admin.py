@@ -47,7 +47,9 @@ def test_the_thumbnail_is_served_to_staff_and_refused_to_anonymous_visitors(staf
     thumbnail = img_sources(staff_client.get(reverse("admin:chat_image_changelist")).content.decode())[0]
     response = staff_client.get(thumbnail)
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == fetched.image_bytes(Image.objects.get(pk=thumbnail.split("/")[-1]).photo_id)
+    assert b"".join(response.streaming_content) == fetched.image_bytes(
+        Image.objects.get(pk=thumbnail.split("/")[-1]).photo_id
+    )
     staff_client.logout()
     refused = client.get(reverse("chat:stored_image", args=[image.pk]))
     assert refused.status_code == 403 and b"\xff\xd8" not in refused.content
@@ -92,7 +94,9 @@ def test_messages_show_their_image_the_same_way(staff_client, fetched, make_user
 
 
 @pytest.mark.parametrize("changelist", ["chat_image", "chat_message"])
-def test_listing_stored_images_runs_a_constant_number_of_queries(staff_client, photo_api, s3_storage, make_user, changelist):
+def test_listing_stored_images_runs_a_constant_number_of_queries(
+    staff_client, photo_api, s3_storage, make_user, changelist
+):
     url = reverse(f"admin:{changelist}_changelist")
 
     def grow(photos):

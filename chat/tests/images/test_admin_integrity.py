@@ -55,14 +55,18 @@ def test_verify_selected_marks_exactly_the_damaged_image_and_the_list_filters_an
     assert Image.objects.filter(status=ImageStatus.STORED, verified_at__isnull=True).count() == 2  # not selected
 
     missing_page = staff_client.get(url, {"integrity": "missing"}).content.decode()
-    assert missing_page.count('name="_selected_action"') == 1 and "Missing" in missing_page and "not found" in missing_page
+    assert (
+        missing_page.count('name="_selected_action"') == 1 and "Missing" in missing_page and "not found" in missing_page
+    )
     # Its thumbnail is a dash: a missing row is never served as stored.
     assert f'src="{reverse("chat:stored_image", args=[damaged.pk])}"' not in missing_page
     assert staff_client.get(url, {"integrity": "intact"}).content.decode().count('name="_selected_action"') == 1
     assert staff_client.get(url, {"integrity": "unverified"}).content.decode().count('name="_selected_action"') == 2
 
 
-def test_repair_selected_downloads_a_missing_image_hash_equal(staff_client, four_stored, s3_server, s3_storage, photo_api):
+def test_repair_selected_downloads_a_missing_image_hash_equal(
+    staff_client, four_stored, s3_server, s3_storage, photo_api
+):
     damaged = four_stored[3]
     client = s3_server.client()
     client.delete_object(Bucket=s3_storage.bucket_name, Key=damaged.file.name)
@@ -89,7 +93,9 @@ def test_repair_selected_reports_a_source_that_is_gone(staff_client, four_stored
     assert damaged.status == ImageStatus.LOST
 
 
-def test_verify_selected_during_a_storage_outage_says_so_and_marks_nothing(staff_client, photo_api, s3_storage, settings):
+def test_verify_selected_during_a_storage_outage_says_so_and_marks_nothing(
+    staff_client, photo_api, s3_storage, settings
+):
     from devservers.s3 import S3Server
 
     settings.IMAGE_FETCH_RETRIES = 1

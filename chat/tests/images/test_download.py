@@ -70,7 +70,9 @@ def test_formats_outside_jpeg_png_webp_gif_are_refused(photo_api, tmp_path):
         download(photo_api.image_url(1))
 
 
-@pytest.mark.parametrize("pillow_format, content_type", [("PNG", "image/png"), ("WEBP", "image/webp"), ("GIF", "image/gif")])
+@pytest.mark.parametrize(
+    "pillow_format, content_type", [("PNG", "image/png"), ("WEBP", "image/webp"), ("GIF", "image/gif")]
+)
 def test_png_webp_and_gif_are_kept_with_their_own_content_type(photo_api, pillow_format, content_type):
     buffer = io.BytesIO()
     Image.new("RGB", (20, 10), "red").save(buffer, format=pillow_format)
@@ -106,7 +108,9 @@ def test_redirects_are_followed(photo_api):
     assert download(photo_api.image_url(5)).byte_size == len(photo_api.image_bytes(5))
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.jpeg", "file:///etc/passwd", "http:///nohost.jpeg", "data:image/png;base64,AA"])
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/x.jpeg", "file:///etc/passwd", "http:///nohost.jpeg", "data:image/png;base64,AA"]
+)
 def test_only_http_and_https_urls_are_fetched(url):
     with pytest.raises(DownloadFailed, match=r"not allowed|no host"):
         download(url)
@@ -136,8 +140,14 @@ def test_a_name_that_resolves_to_loopback_is_refused_after_dns_resolution(photo_
 
 @pytest.mark.parametrize(
     "location",
-    ["http://10.20.30.40:8080/x.jpeg", "http://169.254.169.254/latest/meta-data/", "http://192.168.1.1/x.jpeg",
-     "http://[::ffff:172.16.0.1]/x.jpeg", "http://100.64.0.1/x.jpeg", "http://240.0.0.1/x.jpeg"],
+    [
+        "http://10.20.30.40:8080/x.jpeg",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://192.168.1.1/x.jpeg",
+        "http://[::ffff:172.16.0.1]/x.jpeg",
+        "http://100.64.0.1/x.jpeg",
+        "http://240.0.0.1/x.jpeg",
+    ],
 )
 def test_a_redirect_to_a_private_address_is_refused_at_the_filter_before_connecting(photo_api, location):
     # Loopback allowed (requests-hardened's own switch) so the first hop reaches the local
@@ -151,7 +161,9 @@ def test_a_redirect_to_a_private_address_is_refused_at_the_filter_before_connect
     assert photo_api.image_requests() == ["/public/sample-photos/6.jpeg"]
 
 
-@pytest.mark.parametrize("host", ["10.0.0.1", "172.31.255.255", "192.168.0.10", "169.254.169.254", "0.0.0.0", "::1", "fd00::1"])
+@pytest.mark.parametrize(
+    "host", ["10.0.0.1", "172.31.255.255", "192.168.0.10", "169.254.169.254", "0.0.0.0", "::1", "fd00::1"]
+)
 def test_the_ip_filter_refuses_private_link_local_and_reserved_addresses(host):
     with pytest.raises(InvalidIPAddress):
         filter_host(host, 80, allow_loopback=False)

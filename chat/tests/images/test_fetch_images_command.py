@@ -38,7 +38,13 @@ def test_the_command_prints_a_line_per_page_and_a_summary(photo_api, s3_storage)
     assert error is None
     assert f"Fetching photos from {photo_api.url} into S3 bucket '{s3_storage.bucket_name}'" in out
     assert "page at offset 10: 10 listed, 10 stored, 0 already stored, 0 duplicates, 0 failed" in out
-    for line in ("pages:          3", "photos seen:    30", "newly stored:   30", "already stored: 0", "failed:         0"):
+    for line in (
+        "pages:          3",
+        "photos seen:    30",
+        "newly stored:   30",
+        "already stored: 0",
+        "failed:         0",
+    ):
         assert line in out
     assert "bytes:" in out and "seconds:" in out and "photos/s:" in out
 
@@ -90,7 +96,11 @@ def test_an_unreachable_storage_is_a_clear_command_error(photo_api, s3_storage, 
 
 def child_env(s3_server, bucket, api_url):
     database = connection.settings_dict
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_", "AWS_", "IMAGE_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_", "AWS_", "IMAGE_"))
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="pru_app.settings_test",
         DATABASE_URL=f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
@@ -115,8 +125,10 @@ def test_a_run_killed_halfway_leaves_no_false_rows_and_the_rerun_completes_witho
     page_size = 5
     child = subprocess.Popen(
         [sys.executable, "manage.py", "fetch_images", "--page-size", str(page_size), "--workers", "4"],
-        cwd=PROJECT_ROOT, env=child_env(s3_server, bucket, photo_api.url),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=PROJECT_ROOT,
+        env=child_env(s3_server, bucket, photo_api.url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -140,7 +152,11 @@ def test_a_run_killed_halfway_leaves_no_false_rows_and_the_rerun_completes_witho
     photo_api.latency = 0
     rerun = subprocess.run(
         [sys.executable, "manage.py", "fetch_images", "--page-size", str(page_size), "--workers", "4"],
-        cwd=PROJECT_ROOT, env=child_env(s3_server, bucket, photo_api.url), capture_output=True, text=True, timeout=120,
+        cwd=PROJECT_ROOT,
+        env=child_env(s3_server, bucket, photo_api.url),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rerun.returncode == 0, rerun.stderr
     assert f"already stored: {len(stored_after_kill)}" in rerun.stdout
@@ -179,7 +195,11 @@ def test_ensure_bucket_fails_clearly_when_the_storage_is_unreachable(s3_storage,
 @pytest.mark.django_db
 def test_ensure_bucket_waits_for_a_storage_that_starts_late(s3_storage, settings):
     late = S3Server()
-    options = {**settings.STORAGES["default"]["OPTIONS"], "endpoint_url": late.endpoint_url, "bucket_name": "late-bucket"}
+    options = {
+        **settings.STORAGES["default"]["OPTIONS"],
+        "endpoint_url": late.endpoint_url,
+        "bucket_name": "late-bucket",
+    }
     settings.STORAGES = {**settings.STORAGES, "default": {**settings.STORAGES["default"], "OPTIONS": options}}
     starter = threading.Timer(1.5, late.start)
     starter.start()
@@ -214,8 +234,12 @@ def test_on_a_terminal_a_progress_bar_replaces_the_page_lines(photo_api, s3_stor
     try:
         result = subprocess.run(
             [sys.executable, "manage.py", "fetch_images", "--page-size", "10"],
-            cwd=PROJECT_ROOT, env=child_env(s3_server, s3_storage.bucket_name, photo_api.url),
-            stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=60,
+            cwd=PROJECT_ROOT,
+            env=child_env(s3_server, s3_storage.bucket_name, photo_api.url),
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            text=True,
+            timeout=60,
         )
         os.close(secondary)
         secondary = None

@@ -21,7 +21,9 @@ def fast_retries(settings):
 
 def bucket_keys(s3_server, storage):
     paginator = s3_server.client().get_paginator("list_objects_v2")
-    return sorted(item["Key"] for page in paginator.paginate(Bucket=storage.bucket_name) for item in page.get("Contents", []))
+    return sorted(
+        item["Key"] for page in paginator.paginate(Bucket=storage.bucket_name) for item in page.get("Contents", [])
+    )
 
 
 def stored_keys():
@@ -43,7 +45,11 @@ def test_every_photo_of_several_pages_is_stored_with_its_metadata(photo_api, s3_
     assert image.status == ImageStatus.STORED and image.stored_at is not None and image.last_error == ""
     assert image.source_url == photo_api.image_url(12)
     assert image.file.name.startswith("images/12-") and image.file.name.endswith(".jpg")
-    assert (image.content_type, image.byte_size, image.sha256) == ("image/jpeg", len(body), hashlib.sha256(body).hexdigest())
+    assert (image.content_type, image.byte_size, image.sha256) == (
+        "image/jpeg",
+        len(body),
+        hashlib.sha256(body).hexdigest(),
+    )
     assert image.width and image.height and image.attempts == 1
     assert (image.title, image.api_user_id) == ("Photo number 12", 12 % 40 + 1)
 
@@ -100,7 +106,10 @@ def test_bad_photos_are_recorded_failed_with_their_reason_and_never_stop_the_oth
     summary = fetch(photo_api)
     assert (summary.stored, summary.failed) == (25, 5)
     assert dict(summary.failure_kinds) == {
-        "not an allowed image": 1, "download failed": 1, "too large": 2, "decompression bomb": 1,
+        "not an allowed image": 1,
+        "download failed": 1,
+        "too large": 2,
+        "decompression bomb": 1,
     }
     failed = {image.photo_id: image for image in Image.objects.filter(status=ImageStatus.FAILED)}
     assert sorted(failed) == [2, 3, 4, 5, 6]
@@ -196,9 +205,13 @@ def test_storage_unreachable_is_a_clear_error_and_no_row_is_marked_stored(photo_
         outage.create_bucket(s3_storage.bucket_name)
         settings.STORAGES = {
             **settings.STORAGES,
-            "default": {**settings.STORAGES["default"], "OPTIONS": {
-                **settings.STORAGES["default"]["OPTIONS"], "endpoint_url": outage.endpoint_url,
-            }},
+            "default": {
+                **settings.STORAGES["default"],
+                "OPTIONS": {
+                    **settings.STORAGES["default"]["OPTIONS"],
+                    "endpoint_url": outage.endpoint_url,
+                },
+            },
         }
         outage.stop()
         with pytest.raises(StorageUnavailable, match=f"at {outage.endpoint_url} is not usable"):
@@ -212,9 +225,13 @@ def test_storage_lost_mid_run_stops_the_run_and_no_row_claims_a_file_it_lacks(ph
         outage.create_bucket(s3_storage.bucket_name)
         settings.STORAGES = {
             **settings.STORAGES,
-            "default": {**settings.STORAGES["default"], "OPTIONS": {
-                **settings.STORAGES["default"]["OPTIONS"], "endpoint_url": outage.endpoint_url,
-            }},
+            "default": {
+                **settings.STORAGES["default"],
+                "OPTIONS": {
+                    **settings.STORAGES["default"]["OPTIONS"],
+                    "endpoint_url": outage.endpoint_url,
+                },
+            },
         }
         photo_api.latency = 0.05
         uploaded_before_outage = set()

@@ -69,7 +69,9 @@ def test_stream_mode_sends_the_stored_bytes_to_staff(staff, s3_storage, stored_i
     assert "sandbox" in response["Content-Security-Policy"]
 
 
-def test_x_accel_mode_hands_nginx_a_url_signed_for_the_internal_endpoint(staff, s3_storage, s3_server, stored_image, settings):
+def test_x_accel_mode_hands_nginx_a_url_signed_for_the_internal_endpoint(
+    staff, s3_storage, s3_server, stored_image, settings
+):
     settings.IMAGE_SERVE_MODE = "x-accel"
     image = stored_image(s3_storage)
     response = staff.get(url_for(image))
@@ -81,11 +83,15 @@ def test_x_accel_mode_hands_nginx_a_url_signed_for_the_internal_endpoint(staff, 
     assert query["X-Amz-Expires"] == ["60"]
     assert "host" in query["X-Amz-SignedHeaders"][0].split(";")
     # What nginx does with it: forward path and query to the endpoint the URL was signed for.
-    forwarded = requests.get(s3_server.endpoint_url + redirect.path.removeprefix("/internal-storage") + "?" + redirect.query)
+    forwarded = requests.get(
+        s3_server.endpoint_url + redirect.path.removeprefix("/internal-storage") + "?" + redirect.query
+    )
     assert forwarded.status_code == 200 and forwarded.content == JPEG
 
 
-def test_presigned_mode_redirects_to_a_short_lived_url_for_the_public_endpoint(staff, s3_storage, s3_server, stored_image, settings):
+def test_presigned_mode_redirects_to_a_short_lived_url_for_the_public_endpoint(
+    staff, s3_storage, s3_server, stored_image, settings
+):
     settings.IMAGE_SERVE_MODE = "presigned"
     public = s3_server.endpoint_url.replace("127.0.0.1", "localhost")
     settings.AWS_S3_PUBLIC_ENDPOINT_URL = public
@@ -127,7 +133,9 @@ def test_the_file_system_storage_is_streamed_without_x_accel(staff, stored_image
     assert b"".join(response.streaming_content) == JPEG
 
 
-def test_the_file_system_storage_in_x_accel_mode_hands_nginx_the_path_below_media_root(staff, stored_image, settings, tmp_path):
+def test_the_file_system_storage_in_x_accel_mode_hands_nginx_the_path_below_media_root(
+    staff, stored_image, settings, tmp_path
+):
     settings.IMAGE_SERVE_MODE = "x-accel"
     settings.MEDIA_ROOT = str(tmp_path)
     settings.STORAGES = {

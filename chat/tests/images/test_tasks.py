@@ -35,9 +35,13 @@ def wait_for(predicate, *, timeout=60, what="condition"):
 
 def storage_environment(photo_api, s3_storage) -> dict[str, str]:
     return {
-        "AWS_STORAGE_BUCKET_NAME": s3_storage.bucket_name, "AWS_S3_ENDPOINT_URL": s3_storage.endpoint_url,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true", "IMAGE_FETCH_RETRIES": "0",
+        "AWS_STORAGE_BUCKET_NAME": s3_storage.bucket_name,
+        "AWS_S3_ENDPOINT_URL": s3_storage.endpoint_url,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "IMAGE_API_URL": photo_api.url,
+        "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "IMAGE_FETCH_RETRIES": "0",
     }
 
 
@@ -48,7 +52,9 @@ def test_beat_schedules_both_jobs_from_the_settings():
     assert schedule["images-verify"]["kwargs"] == {"repair": True}
     assert set(celery_app.tasks) >= {"chat.tasks.fetch_images_task", "chat.tasks.verify_images_task"}
     entries = image_beat_schedule(fetch="*/5 * * * *", verify="", verify_repair=False)
-    assert list(entries) == ["images-fetch"] and entries["images-fetch"]["schedule"] == crontab_from_line("*/5 * * * *", key="x")
+    assert list(entries) == ["images-fetch"] and entries["images-fetch"]["schedule"] == crontab_from_line(
+        "*/5 * * * *", key="x"
+    )
     with pytest.raises(ImproperlyConfigured, match="IMAGE_VERIFY_SCHEDULE must be a crontab line of 5 fields"):
         image_beat_schedule(fetch="", verify="daily", verify_repair=True)
 
@@ -60,11 +66,14 @@ def test_a_worker_runs_the_fetch_task_then_the_verify_task_repairs_what_was_dele
     photo_api.listing = list(range(1, 9))
     settings.CELERY_BROKER_URL = BROKER_URL
     with running_celery_worker(
-        broker_url=BROKER_URL, output_path=tmp_path / "worker.log", env_overrides=storage_environment(photo_api, s3_storage)
+        broker_url=BROKER_URL,
+        output_path=tmp_path / "worker.log",
+        env_overrides=storage_environment(photo_api, s3_storage),
     ):
         fetch_images_task.delay()
-        wait_for(lambda: Image.objects.filter(status=ImageStatus.STORED).count() == 8, what="8 stored images",
-                 timeout=90)
+        wait_for(
+            lambda: Image.objects.filter(status=ImageStatus.STORED).count() == 8, what="8 stored images", timeout=90
+        )
         victim = Image.objects.order_by("pk").first()
         s3_server.client().delete_object(Bucket=s3_storage.bucket_name, Key=victim.file.name)
 
@@ -72,7 +81,10 @@ def test_a_worker_runs_the_fetch_task_then_the_verify_task_repairs_what_was_dele
         wait_for(lambda: Image.objects.filter(verified_at__isnull=False).count() == 8, what="8 verified rows")
     victim_after = Image.objects.get(pk=victim.pk)
     assert victim_after.status == ImageStatus.STORED and victim_after.stored_at > victim.stored_at
-    assert s3_server.client().head_object(Bucket=s3_storage.bucket_name, Key=victim.file.name)["ContentLength"] == victim.byte_size
+    assert (
+        s3_server.client().head_object(Bucket=s3_storage.bucket_name, Key=victim.file.name)["ContentLength"]
+        == victim.byte_size
+    )
     log = (tmp_path / "worker.log").read_text()
     assert '"event": "image_verify.missing"' in log and '"event": "image_verify.repaired"' in log
 
@@ -83,13 +95,19 @@ def test_a_second_fetch_finds_the_run_going_and_no_photo_is_downloaded_twice(pho
     photo_api.latency = 0.15
     database = connection.settings_dict
     environment = {
-        "DJANGO_SETTINGS_MODULE": "pru_app.settings", "DJANGO_SECRET_KEY": "lock-tests-only-" + "x" * 40,
+        "DJANGO_SETTINGS_MODULE": "pru_app.settings",
+        "DJANGO_SECRET_KEY": "lock-tests-only-" + "x" * 40,
         "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}",
-        "LOG_FORMAT": "json", **storage_environment(photo_api, s3_storage),
+        "LOG_FORMAT": "json",
+        **storage_environment(photo_api, s3_storage),
     }
     first = subprocess.Popen(
         [sys.executable, "manage.py", "fetch_images", "--no-progress", "--page-size", "5", "--workers", "2"],
-        cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(lambda: photo_api.image_requests(), what="the first run's first download", timeout=60)

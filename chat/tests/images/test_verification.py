@@ -113,9 +113,13 @@ def test_storage_stopping_mid_verify_is_a_clear_error_and_marks_no_row_missing(p
         outage.create_bucket(s3_storage.bucket_name)
         settings.STORAGES = {
             **settings.STORAGES,
-            "default": {**settings.STORAGES["default"], "OPTIONS": {
-                **settings.STORAGES["default"]["OPTIONS"], "endpoint_url": outage.endpoint_url,
-            }},
+            "default": {
+                **settings.STORAGES["default"],
+                "OPTIONS": {
+                    **settings.STORAGES["default"]["OPTIONS"],
+                    "endpoint_url": outage.endpoint_url,
+                },
+            },
         }
         image_fetch_all(api_url=photo_api.url, page_size=30, workers=4)
         assert Image.objects.filter(status=ImageStatus.STORED).count() == 30

@@ -62,7 +62,10 @@ def test_the_first_and_a_deep_page_read_only_their_own_rows_in_any_chat(big_and_
         message_page_for_reader(user=small.user, limit=20)
     small_plan = _plan_of_sql(captured.captured_queries[-1]["sql"])
     # An index that leads with chat_id (for 10 rows PostgreSQL may take either and sort them).
-    assert {node.get("Index Name") for node in _nodes(small_plan)} & {"message_chat_id_id", "message_unique_image_per_chat"}
+    assert {node.get("Index Name") for node in _nodes(small_plan)} & {
+        "message_chat_id_id",
+        "message_unique_image_per_chat",
+    }
 
 
 def test_the_counts_are_one_index_backed_pass_over_the_chat(big_and_small_chats):
@@ -79,4 +82,6 @@ def test_the_counts_are_one_index_backed_pass_over_the_chat(big_and_small_chats)
     with CaptureQueriesContext(connection) as captured:
         assert chat_counts(chat=small).message_count == 10
     scans = [node for node in _nodes(_plan_of_sql(captured.captured_queries[0]["sql"])) if node.get("Relation Name")]
-    assert len(scans) == 1 and scans[0].get("Index Name") in {"message_chat_id_id", "message_unique_image_per_chat"}, scans
+    assert len(scans) == 1 and scans[0].get("Index Name") in {"message_chat_id_id", "message_unique_image_per_chat"}, (
+        scans
+    )

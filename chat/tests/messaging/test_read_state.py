@@ -50,7 +50,9 @@ def test_a_broadcast_writes_nothing_to_the_chats(make_user, make_image):
         broadcast = broadcast_send(image_ids=[image.pk for image in images]).broadcast
     assert broadcast.created_count == 6
     writes = [
-        query["sql"] for query in captured.captured_queries if query["sql"].lstrip().upper().startswith(("UPDATE", "INSERT"))
+        query["sql"]
+        for query in captured.captured_queries
+        if query["sql"].lstrip().upper().startswith(("UPDATE", "INSERT"))
     ]
     assert writes and not any('"chat_chat"' in sql.split("SELECT")[0] for sql in writes), writes
     assert list(Chat.objects.order_by("pk").values_list("pk", "last_read_message_id")) == before

@@ -44,8 +44,13 @@ def stored_image(make_image, s3_storage, settings):
     def make(**fields):
         key = s3_storage.save(f"images/{next(counter)}-recipient.jpg", ContentFile(JPEG))
         return make_image(
-            status=ImageStatus.STORED, file=key, content_type="image/jpeg", stored_at=timezone.now(),
-            width=4, height=3, **fields,
+            status=ImageStatus.STORED,
+            file=key,
+            content_type="image/jpeg",
+            stored_at=timezone.now(),
+            width=4,
+            height=3,
+            **fields,
         )
 
     return make

@@ -154,7 +154,9 @@ def staff_reader(make_user):
     return staff
 
 
-def test_staff_who_may_view_messages_read_any_chat_and_image(staff_reader, bob, stored_image, send, api_client_for, client):
+def test_staff_who_may_view_messages_read_any_chat_and_image(
+    staff_reader, bob, stored_image, send, api_client_for, client
+):
     image = stored_image()
     (message,) = send(bob.chat, image=image, text="bob's")
     api = api_client_for(staff_reader)

@@ -19,7 +19,10 @@ def test_the_chat_says_how_many_messages_it_has_and_how_many_are_unread(reader, 
     messages = [message for _ in range(4) for message in send(reader.chat)]
     client = api_client_for(reader)
     assert client.get(reverse("api:chat")).json() == {
-        "id": reader.chat.pk, "message_count": 4, "unread_count": 4, "last_read_message_id": 0,
+        "id": reader.chat.pk,
+        "message_count": 4,
+        "unread_count": 4,
+        "last_read_message_id": 0,
     }
     response = client.post(reverse("api:chat_read"), {"up_to_id": messages[1].pk}, format="json")
     assert response.json() == {"last_read_message_id": messages[1].pk, "unread_count": 2}

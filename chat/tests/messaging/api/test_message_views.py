@@ -42,7 +42,9 @@ def test_a_message_carries_text_time_and_its_images_title_and_url(reader, stored
     assert item["id"] == message.pk and item["text"] == "Look at this"
     assert item["created_at"].startswith(str(message.created_at.year))
     assert item["image"] == {
-        "id": image.pk, "title": "Harbour at dusk", "url": f"http://testserver/api/v1/images/{image.pk}/file",
+        "id": image.pk,
+        "title": "Harbour at dusk",
+        "url": f"http://testserver/api/v1/images/{image.pk}/file",
     }
 
 
@@ -91,7 +93,9 @@ def test_a_page_costs_three_queries_with_a_token_whatever_the_chat_holds(reader,
     # PostgreSQL walked the primary key through a million other messages (bench/http_recipients).
     chat_id = reader.chat.pk
     assert f'"chat_message"."chat_id" >= {chat_id} AND "chat_message"."chat_id" <= {chat_id}' in many[-1]
-    assert re.search(r'ORDER BY "chat_message"."chat_id" DESC, (1|"chat_message"."id") DESC LIMIT 21$', many[-1]), many[-1]
+    assert re.search(r'ORDER BY "chat_message"."chat_id" DESC, (1|"chat_message"."id") DESC LIMIT 21$', many[-1]), many[
+        -1
+    ]
     cursor = client.get(URL, {"limit": 20}).json()["next"].split("cursor=")[1].split("&")[0]
     deeper = _queries(client, URL, limit=20, cursor=cursor)
     assert len(deeper) == 3 and "OFFSET" not in deeper[-1].upper()
