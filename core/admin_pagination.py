@@ -2,6 +2,7 @@
 
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 # Counting stops here: a filtered list of more rows says "100000" and pages that far.
@@ -12,8 +13,9 @@ class EstimatedCountPaginator(Paginator):
     """PostgreSQL's planner estimate for a whole big table; a capped exact count otherwise."""
 
     @cached_property
-    def count(self):
-        queryset = self.object_list
+    def count(self) -> int:
+        # The admin pages querysets; the type says any sequence.
+        queryset: QuerySet = self.object_list  # type: ignore[assignment]
         if not queryset.query.where:
             estimate = _estimated_row_count(queryset)
             if estimate is not None and estimate >= COUNT_CAP:
@@ -23,7 +25,7 @@ class EstimatedCountPaginator(Paginator):
         return queryset.order_by().values("pk")[:COUNT_CAP].count()
 
 
-def _estimated_row_count(queryset) -> int | None:
+def _estimated_row_count(queryset: QuerySet) -> int | None:
     connection = connections[queryset.db]
     if connection.vendor != "postgresql":
         return None

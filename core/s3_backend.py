@@ -1,12 +1,23 @@
 """The S3 storage backend: django-storages' S3Storage with per-object metadata and one shared boto3 session."""
 
 import threading
+from typing import IO
 
 from botocore.config import Config
+from django.core.files import File
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name, is_seekable
 
 _session_lock = threading.Lock()
+
+
+class ObjectContent(File):
+    """A file to store with its content type and S3 object metadata (SharedClientS3Storage writes both)."""
+
+    def __init__(self, file: IO[bytes], *, content_type: str, metadata: dict[str, str]):
+        super().__init__(file)
+        self.content_type = content_type
+        self.metadata = metadata
 
 
 class SharedClientS3Storage(S3Storage):

@@ -2,13 +2,15 @@
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import sentry_sdk
 import structlog
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.types import Event, Hint
 from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
 
 from core.observability import JOB_OP_PREFIX
@@ -77,7 +79,7 @@ def _traces_sampler(*, default_rate: float, job_rate: float):
     return sampler
 
 
-def drop_already_reported(event: dict, hint: dict) -> dict | None:
+def drop_already_reported(event: Event, hint: Hint) -> Event | None:
     """before_send: drop an exception already reported, or one raised `from` a reported one."""
     exc_info = (hint or {}).get("exc_info")
     if exc_info and exc_info[1] is not None:
@@ -98,7 +100,7 @@ def drop_already_reported(event: dict, hint: dict) -> dict | None:
     return event
 
 
-def _explicit_chain(error: BaseException) -> Iterator[BaseException]:
+def _explicit_chain(error: BaseException | None) -> Iterator[BaseException]:
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -113,7 +115,9 @@ class SentryLogProcessor:
     instance (unsafe with the fetch's worker threads) and cannot single out warning events.
     """
 
-    def __call__(self, logger, method_name: str, event_dict: dict) -> dict:
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         if not sentry_sdk.get_client().is_active():
             return event_dict
         logger_name = event_dict.get("logger") or ""
@@ -145,13 +149,15 @@ class SentryLogProcessor:
         return event_dict
 
     @staticmethod
-    def _capture(event_dict: dict, level_name: str, logger_name: str, fields: dict) -> str | None:
+    def _capture(event_dict: MutableMapping[str, Any], level_name: str, logger_name: str, fields: dict) -> str | None:
         exc_info = _exc_info(event_dict.get("exc_info"))
         if exc_info:
             event, hint = event_from_exception(exc_info, client_options=sentry_sdk.get_client().options)
         else:
             event, hint = {}, {}
-        event.update(message=str(event_dict.get("event")), level=level_name, logger=logger_name)
+        event["message"] = str(event_dict.get("event"))
+        event["level"] = level_name  # type: ignore[typeddict-item]  # one of Sentry's level names, checked above
+        event["logger"] = logger_name
         event.setdefault("contexts", {})["log"] = fields
         event.setdefault("tags", {})["event"] = str(event_dict.get("event"))
         for key in CORRELATION_TAGS:

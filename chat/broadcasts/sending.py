@@ -11,7 +11,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -216,7 +216,7 @@ def _run_chunks(chunk_ids: list[int], *, owner: str, workers: int):
     # The foreign-key checks PostgreSQL runs per row are CPU-bound: one backend per core
     # divides the wall time. At most 2 × workers chunks are in flight.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="broadcast") as pool:
-        in_flight = deque()
+        in_flight: deque[Future[ChunkFailed | None]] = deque()
         for chunk_id in chunk_ids:
             in_flight.append(pool.submit(_run_chunk_on_own_connection, chunk_id, owner))
             if len(in_flight) >= 2 * workers:
@@ -251,6 +251,8 @@ def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
             return None
         # Another runner holds it: it finishes it, or its lease runs out and this run takes over.
         time.sleep(min(result.lease_seconds_left + 0.1, settings.BROADCAST_CHUNK_LEASE_SECONDS))
+    # Out of attempts, each time behind another runner's live lease: that runner finishes it, or the sweeper.
+    return None
 
 
 def _interrupted(broadcast: Broadcast, error: Exception) -> None:

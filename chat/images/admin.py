@@ -45,66 +45,13 @@ class IntegrityFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        condition = self._conditions.get(self.value())
+        value = self.value()
+        condition = self._conditions.get(value) if value else None
         return queryset if condition is None else queryset.filter(condition)
 
 
-class ImageIntegrityActions:
-    """Mixed into ImageAdmin: both actions call the services the commands call."""
-
-    @admin.action(description=VERIFY_ACTION_LABEL, permissions=["change"])
-    def verify_selected(self, request, queryset):
-        try:
-            summary = image_verify_all(image_ids=queryset.values_list("pk", flat=True))
-        except StorageUnavailable as error:
-            self.message_user(
-                request,
-                f"Object storage did not answer; nothing was marked: {error}",
-                level=messages.ERROR,
-            )
-            return
-        text = (
-            f"Verified {summary.checked} image(s): {summary.intact} intact"
-            + (f" ({summary.back_intact} intact again)" if summary.back_intact else "")
-            + f", {summary.missing} missing, {summary.corrupt} corrupt."
-        )
-        if summary.checked < queryset.count():
-            text += " Images never stored or lost are not verified."
-        if summary.missing or summary.corrupt:
-            text += ' "Repair selected" downloads them again.'
-        self.message_user(
-            request,
-            text,
-            level=messages.WARNING if summary.missing or summary.corrupt else messages.SUCCESS,
-        )
-
-    @admin.action(description=REPAIR_ACTION_LABEL, permissions=["change"])
-    def repair_selected(self, request, queryset):
-        try:
-            summary = image_repair(image_ids=queryset.values_list("pk", flat=True))
-        except FetchAlreadyRunning as error:
-            self.message_user(
-                request,
-                f"Not started: {error}. Try again when it is done.",
-                level=messages.WARNING,
-            )
-            return
-        except StorageUnavailable as error:
-            self.message_user(request, f"Object storage unavailable: {error}", level=messages.ERROR)
-            return
-        text = f"Repaired {summary.stored} of {summary.selected} image(s); {summary.failed} failed"
-        text += f" ({summary.lost} lost: the source no longer has them)." if summary.lost else "."
-        if summary.reasons:
-            text += " " + "; ".join(summary.reasons)
-        self.message_user(
-            request,
-            text,
-            level=messages.WARNING if summary.failed else messages.SUCCESS,
-        )
-
-
 @admin.register(Image)
-class ImageAdmin(ImageIntegrityActions, admin.ModelAdmin):
+class ImageAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "thumbnail",
@@ -176,4 +123,56 @@ class ImageAdmin(ImageIntegrityActions, admin.ModelAdmin):
             '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>',
             image.source_url,
             image.source_url,
+        )
+
+    # Both actions call the services the commands call.
+
+    @admin.action(description=VERIFY_ACTION_LABEL, permissions=["change"])
+    def verify_selected(self, request, queryset):
+        try:
+            summary = image_verify_all(image_ids=queryset.values_list("pk", flat=True))
+        except StorageUnavailable as error:
+            self.message_user(
+                request,
+                f"Object storage did not answer; nothing was marked: {error}",
+                level=messages.ERROR,
+            )
+            return
+        text = (
+            f"Verified {summary.checked} image(s): {summary.intact} intact"
+            + (f" ({summary.back_intact} intact again)" if summary.back_intact else "")
+            + f", {summary.missing} missing, {summary.corrupt} corrupt."
+        )
+        if summary.checked < queryset.count():
+            text += " Images never stored or lost are not verified."
+        if summary.missing or summary.corrupt:
+            text += ' "Repair selected" downloads them again.'
+        self.message_user(
+            request,
+            text,
+            level=messages.WARNING if summary.missing or summary.corrupt else messages.SUCCESS,
+        )
+
+    @admin.action(description=REPAIR_ACTION_LABEL, permissions=["change"])
+    def repair_selected(self, request, queryset):
+        try:
+            summary = image_repair(image_ids=queryset.values_list("pk", flat=True))
+        except FetchAlreadyRunning as error:
+            self.message_user(
+                request,
+                f"Not started: {error}. Try again when it is done.",
+                level=messages.WARNING,
+            )
+            return
+        except StorageUnavailable as error:
+            self.message_user(request, f"Object storage unavailable: {error}", level=messages.ERROR)
+            return
+        text = f"Repaired {summary.stored} of {summary.selected} image(s); {summary.failed} failed"
+        text += f" ({summary.lost} lost: the source no longer has them)." if summary.lost else "."
+        if summary.reasons:
+            text += " " + "; ".join(summary.reasons)
+        self.message_user(
+            request,
+            text,
+            level=messages.WARNING if summary.failed else messages.SUCCESS,
         )

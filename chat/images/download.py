@@ -129,7 +129,7 @@ def image_validate(file: IO[bytes], *, max_pixels: int) -> dict:
     """
     # Pillow raises a zoo of types on hostile input (OSError, SyntaxError, ValueError,
     # struct.error, ...); any of them means "not an image we keep".
-    pillow_format = "image"
+    pillow_format: str | None = "image"
     try:
         # Only our formats' parsers ever see the bytes: less attack surface than all of Pillow's.
         with Image.open(file, formats=tuple(ALLOWED_FORMATS)) as image:

@@ -5,7 +5,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
+from datetime import datetime
 
+import requests
 import sentry_sdk
 import structlog
 from django.conf import settings
@@ -96,30 +98,33 @@ def image_fetch_all(
 def _fetch_locked(
     *, api_url, page_size, limit, workers, refresh, storage, on_photo, on_page, on_total
 ) -> ImageFetchSummary:
-    run = _Run(
-        summary=ImageFetchSummary(source=api_url),
-        storage=storage,
-        refresh=refresh,
-        on_photo=on_photo or (lambda kind: None),
-        on_page=on_page or (lambda report: None),
-        on_total=on_total or (lambda total: None),
-    )
+    summary = ImageFetchSummary(source=api_url)
+    clock = time.monotonic()
     logger.info(
         "image_fetch.started", source=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh
     )
     storage_check(storage=storage)
     client = PhotoApiClient(list_url=api_url, session=outbound_session(OutboundPolicy.from_settings(pool_size=2)))
-    run.session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
+    session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
     try:
         with fewer_gil_handoffs(), ContextThreadPool(max_workers=workers, thread_name_prefix="image-fetch") as executor:
-            run.executor = executor
+            run = _Run(
+                summary=summary,
+                storage=storage,
+                refresh=refresh,
+                session=session,
+                executor=executor,
+                on_photo=on_photo or (lambda kind: None),
+                on_page=on_page or (lambda report: None),
+                on_total=on_total or (lambda total: None),
+            )
             run.go(client=client, page_size=page_size, limit=limit)
     finally:
-        run.session.close()
+        session.close()
         client.session.close()
-        run.summary.seconds = time.monotonic() - run.clock
-        logger.info("image_fetch.finished", source=api_url, **run.summary.as_log_fields())
-    return run.summary
+        summary.seconds = time.monotonic() - clock
+        logger.info("image_fetch.finished", source=api_url, **summary.as_log_fields())
+    return summary
 
 
 @dataclass
@@ -133,13 +138,12 @@ class _Run:
     summary: ImageFetchSummary
     storage: Storage
     refresh: bool
+    session: requests.Session
+    executor: ContextThreadPool
     on_photo: Callable[[str], None]
     on_page: Callable[[PageReport], None]
     on_total: Callable[[int], None]
-    session: object = None
-    executor: ContextThreadPool | None = None
-    clock: float = field(default_factory=time.monotonic)
-    started_at: object = field(default_factory=timezone.now)
+    started_at: datetime = field(default_factory=timezone.now)
     urls_in_flight: set[str] = field(default_factory=set)
 
     def go(self, *, client: PhotoApiClient, page_size: int, limit: int | None) -> None:

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import requests
 
@@ -132,9 +133,8 @@ def parse_photo(entry: object) -> Photo:
     photo_id = entry.get("id")
     if not _is_int(photo_id) or not 0 <= photo_id <= BIGINT_MAX:
         raise ValueError(f"invalid id {photo_id!r:.40}")
-    url = entry.get("url")
     try:
-        check_url(url)
+        url = check_url(entry.get("url"))
     except UnsafeURL as error:
         raise ValueError(f"photo {photo_id}: {error}") from error
     if len(url) > MAX_URL_LENGTH:
@@ -149,7 +149,7 @@ def parse_photo(entry: object) -> Photo:
     )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     # bool is an int in Python, never an id in JSON.
     return isinstance(value, int) and not isinstance(value, bool)
 

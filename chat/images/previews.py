@@ -32,7 +32,9 @@ def image_state_html(image: Image) -> str:
         ImageStatus.LOST: "#6a1b9a",
     }
     label = format_html(
-        '<strong style="color: {}">{}</strong>', colours.get(image.status, "inherit"), image.get_status_display()
+        '<strong style="color: {}">{}</strong>',
+        colours.get(ImageStatus(image.status), "inherit"),
+        image.get_status_display(),
     )
     if image.last_error:
         return format_html(

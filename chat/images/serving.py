@@ -6,15 +6,13 @@ their own chat holds.
 """
 
 import threading
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage, default_storage
-from django.http import (
-    FileResponse,
-    HttpResponse,
-    HttpResponseRedirect,
-)
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from storages.backends.s3 import S3Storage
 
 from chat.models import Image
@@ -29,58 +27,64 @@ _public_storages: dict[tuple, S3Storage] = {}
 _public_storages_lock = threading.Lock()
 
 
-def stored_image_response(image: Image) -> HttpResponse:
+def stored_image_response(image: Image) -> HttpResponseBase:
     """The image's bytes by the configured IMAGE_SERVE_MODE."""
+    key = image.file.name
+    if not key:
+        raise ValueError(f"image {image.pk} names no stored object")
     mode = settings.IMAGE_SERVE_MODE
-    if not isinstance(default_storage, S3Storage):
+    storage = default_storage
+    response: HttpResponseBase
+    if isinstance(storage, S3Storage) and mode == "x-accel":
+        response = _x_accel_response(storage, key=key, content_type=image.content_type)
+    elif isinstance(storage, S3Storage) and mode == "presigned":
+        response = _presigned_redirect(storage, key=key)
+    elif isinstance(storage, FileSystemStorage) and mode == "x-accel":
         # The file system has no signed URLs: nginx serves it from disk, or Django streams it.
-        mode = "x-accel-file" if mode == "x-accel" and isinstance(default_storage, FileSystemStorage) else "stream"
-    if mode == "x-accel-file":
-        response = _x_accel_file_response(image)
-    elif mode == "x-accel":
-        response = _x_accel_response(image)
-    elif mode == "presigned":
-        response = _presigned_redirect(image)
+        mode = "x-accel-file"
+        response = _x_accel_file_response(key=key, content_type=image.content_type)
     else:
-        response = _stream_response(image)
+        mode = "stream"
+        response = _stream_response(storage, key=key, content_type=image.content_type)
     response["Cache-Control"] = "private, no-store" if mode == "presigned" else "private, max-age=300"
     response["Vary"] = "Cookie"
     return response
 
 
-def _x_accel_response(image: Image) -> HttpResponse:
+def _x_accel_response(storage: S3Storage, *, key: str, content_type: str) -> HttpResponse:
     # Signed for AWS_S3_ENDPOINT_URL, the address nginx forwards to, with its Host header.
-    signed = urlsplit(default_storage.url(image.file.name, expire=X_ACCEL_URL_EXPIRY))
-    response = HttpResponse(content_type=image.content_type or "application/octet-stream")
+    signed = urlsplit(storage.url(key, expire=X_ACCEL_URL_EXPIRY))
+    response = HttpResponse(content_type=content_type or "application/octet-stream")
     response["X-Accel-Redirect"] = f"{X_ACCEL_PREFIX}{signed.path}?{signed.query}"
     return response
 
 
-def _x_accel_file_response(image: Image) -> HttpResponse:
+def _x_accel_file_response(*, key: str, content_type: str) -> HttpResponse:
     # nginx's internal location aliases MEDIA_ROOT (NGINX_MEDIA_ROOT): the key is the path below it.
-    response = HttpResponse(content_type=image.content_type or "application/octet-stream")
-    response["X-Accel-Redirect"] = f"{X_ACCEL_FILE_PREFIX}/{quote(image.file.name)}"
+    response = HttpResponse(content_type=content_type or "application/octet-stream")
+    response["X-Accel-Redirect"] = f"{X_ACCEL_FILE_PREFIX}/{quote(key)}"
     return response
 
 
-def _presigned_redirect(image: Image) -> HttpResponseRedirect:
-    return HttpResponseRedirect(_public_storage().url(image.file.name))
+def _presigned_redirect(storage: S3Storage, *, key: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(_public_storage(storage).url(key))
 
 
-def _stream_response(image: Image) -> FileResponse:
-    response = FileResponse(default_storage.open(image.file.name, "rb"), content_type=image.content_type or None)
+def _stream_response(storage: Storage, *, key: str, content_type: str) -> FileResponse:
+    response = FileResponse(storage.open(key, "rb"), content_type=content_type or None)
     # Bytes from the internet, served from our origin: never let a browser run them.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
 
-def _public_storage() -> S3Storage:
-    """The default storage's twin that signs URLs for AWS_S3_PUBLIC_ENDPOINT_URL (a signature covers the host)."""
-    public_endpoint = settings.AWS_S3_PUBLIC_ENDPOINT_URL or default_storage.endpoint_url
-    key = (default_storage.__class__, default_storage.bucket_name, default_storage.endpoint_url, public_endpoint)
+def _public_storage(storage: S3Storage) -> S3Storage:
+    """The storage's twin that signs URLs for AWS_S3_PUBLIC_ENDPOINT_URL (a signature covers the host)."""
+    public_endpoint = settings.AWS_S3_PUBLIC_ENDPOINT_URL or storage.endpoint_url
+    key = (storage.__class__, storage.bucket_name, storage.endpoint_url, public_endpoint)
     with _public_storages_lock:
         if key not in _public_storages:
-            options = dict(settings.STORAGES["default"].get("OPTIONS", {}))
+            default = cast("dict[str, Any]", settings.STORAGES["default"])
+            options = dict(default.get("OPTIONS", {}))
             options["endpoint_url"] = public_endpoint
-            _public_storages[key] = default_storage.__class__(**options)
+            _public_storages[key] = storage.__class__(**options)
         return _public_storages[key]

@@ -8,13 +8,13 @@ from urllib.parse import quote
 import requests
 import sentry_sdk
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import Storage
 
 from chat.images.download import DownloadedImage, ImageDownloadError, image_download
 from chat.images.photo_api import Photo
 from chat.models import Image, ImageStatus
 from core.object_storage import StorageUnavailable, storage_describe
+from core.s3_backend import ObjectContent
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,17 @@ def failure_kind(error: Exception) -> str:
 
 
 def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> None:
-    content = File(downloaded.file)
-    content.content_type = downloaded.content_type
-    # S3 metadata travels as HTTP headers: ASCII only.
-    # sha256 travels with the object so verify_images can tell it from other bytes of the same size.
-    content.metadata = {
-        "source-url": quote(photo.url, safe=":/?#[]@!$&'()*+,;=%~"),
-        "photo-id": str(photo.photo_id),
-        "sha256": downloaded.sha256,
-    }
+    content = ObjectContent(
+        downloaded.file,
+        content_type=downloaded.content_type,
+        # S3 metadata travels as HTTP headers: ASCII only. sha256 travels with the object so
+        # verify_images can tell it from other bytes of the same size.
+        metadata={
+            "source-url": quote(photo.url, safe=":/?#[]@!$&'()*+,;=%~"),
+            "photo-id": str(photo.photo_id),
+            "sha256": downloaded.sha256,
+        },
+    )
     try:
         saved = storage.save(key, content)
     except Exception as error:  # any storage failure stops the run; the message says which

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from datetime import timedelta
 
+import requests
 import structlog
 from django.conf import settings
 from django.core.files.storage import Storage, default_storage
@@ -114,16 +115,16 @@ def _verify_locked(
     *, summary, storage, ids, repair, delete_orphans, read_data, workers, batch_size, orphan_min_age, on_batch, started
 ) -> ImageVerifySummary:
     storage_check(storage=storage)
-    run = _VerifyRun(summary=summary, storage=storage, repair=repair, read_data=read_data)
+    session = outbound_session(OutboundPolicy.from_settings(pool_size=workers)) if repair else None
     try:
         # Waiting threads give the GIL up on their sockets anyway; fewer forced handoffs save CPU (as in the fetch).
         with (
             fewer_gil_handoffs(),
             ContextThreadPool(max_workers=workers, thread_name_prefix="image-verify") as executor,
         ):
-            run.executor = executor
-            if repair:
-                run.session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
+            run = _VerifyRun(
+                summary=summary, storage=storage, read_data=read_data, executor=executor, repair_session=session
+            )
             for rows in _row_batches(ids=ids, batch_size=batch_size):
                 run.verify_batch(rows)
                 (on_batch or (lambda summary: None))(summary)
@@ -132,8 +133,8 @@ def _verify_locked(
         lost_rows = Image.objects.filter(status=ImageStatus.LOST)
         summary.lost_before = (lost_rows.filter(pk__in=ids) if ids is not None else lost_rows).count() - summary.lost
     finally:
-        if run.session is not None:
-            run.session.close()
+        if session is not None:
+            session.close()
         summary.seconds = time.monotonic() - started
         logger.info("image_verify.finished", where=summary.where, **summary.as_log_fields())
     return summary
@@ -161,10 +162,18 @@ def _row_batches(*, ids: list[int] | None, batch_size: int):
 
 
 class _VerifyRun:
-    def __init__(self, *, summary: ImageVerifySummary, storage: Storage, repair: bool, read_data: bool):
-        self.summary, self.storage, self.repair, self.read_data = summary, storage, repair, read_data
-        self.executor: ContextThreadPool | None = None
-        self.session = None
+    def __init__(
+        self,
+        *,
+        summary: ImageVerifySummary,
+        storage: Storage,
+        read_data: bool,
+        executor: ContextThreadPool,
+        repair_session: requests.Session | None,
+    ):
+        """repair_session: downloads broken images again when given (verify_images --repair)."""
+        self.summary, self.storage, self.read_data = summary, storage, read_data
+        self.executor, self.repair_session = executor, repair_session
 
     def verify_batch(self, rows: list[Image]) -> None:
         futures = [
@@ -190,8 +199,8 @@ class _VerifyRun:
         self._write_intact(intact, now=now)
         self._write_problems(problems, now=now)
         self.summary.checked += len(rows)
-        if self.repair and problems:
-            self._repair(problems)
+        if self.repair_session is not None and problems:
+            self._repair(problems, session=self.repair_session)
 
     def _write_intact(self, rows: list[Image], *, now) -> None:
         self.summary.intact += len(rows)
@@ -219,20 +228,20 @@ class _VerifyRun:
         for row, state, reason in problems:
             state = str(state)
             setattr(self.summary, state, getattr(self.summary, state) + 1)
-            self.summary.add_problem(ImageProblem(image_id=row.pk, key=row.file.name, state=state, reason=reason))
+            self.summary.add_problem(ImageProblem(image_id=row.pk, key=row.file.name or "", state=state, reason=reason))
             if state == ImageStatus.MISSING:
                 logger.warning("image_verify.missing", image_id=row.pk, key=row.file.name, reason=reason)
             else:
                 logger.warning("image_verify.corrupt", image_id=row.pk, key=row.file.name, reason=reason)
             row.status, row.last_error = state, reason
 
-    def _repair(self, problems: list[tuple[Image, str, str]]) -> None:
+    def _repair(self, problems: list[tuple[Image, str, str]], *, session: requests.Session) -> None:
         rows = [row for row, _, _ in problems]
         batch = image_repair_rows(
             rows=rows,
             previous_problems=[row.last_error for row in rows],
             pool=self.executor,
-            session=self.session,
+            session=session,
             storage=self.storage,
         )
         for row, result in batch.done:
@@ -243,7 +252,7 @@ class _VerifyRun:
                 self.summary.repair_failed += 1
                 self.summary.lost += result.lost
                 self.summary.add_problem(
-                    ImageProblem(image_id=row.pk, key=row.file.name, state=row.status, reason=result.reason)
+                    ImageProblem(image_id=row.pk, key=row.file.name or "", state=row.status, reason=result.reason)
                 )
                 if result.lost:
                     logger.warning(

@@ -86,7 +86,8 @@ class MessageCursorPagination(BasePagination):
         except InvalidPageRequest as error:
             raise ValidationError({"detail": str(error)}) from error
 
-    def get_paginated_response(self, data, *, request, page: MessagePage) -> Response:
+    def paginated_response(self, data, *, request, page: MessagePage) -> Response:
+        """DRF's get_paginated_response, with the request and the page the view read (it holds no page itself)."""
         query = next_page_query(request.query_params, page)
         next_url = request.build_absolute_uri(f"{request.path}?{query}") if query else None
         return Response({"next": next_url, "results": data})

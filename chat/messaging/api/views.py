@@ -118,7 +118,7 @@ class MessageListApi(APIView):
             )
         except Chat.DoesNotExist as missing:
             raise NotFound() from missing
-        return paginator.get_paginated_response(
+        return paginator.paginated_response(
             message_payloads(page.messages, request=request), request=request, page=page
         )
 
