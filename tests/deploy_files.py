@@ -76,7 +76,8 @@ def env_file_keys(path: Path) -> dict[str, str]:
 def keys_read_by_app() -> set[str]:
     """Every environment key the Django project reads: settings and any non-test module."""
     sources = [path for path in (PROJECT_ROOT / "pru_app").glob("*.py") if path.name != "settings_test.py"]
-    sources += [path for path in (PROJECT_ROOT / "chat").rglob("*.py") if "tests" not in path.parts]
+    for package in ("chat", "core"):
+        sources += [path for path in (PROJECT_ROOT / package).rglob("*.py") if "tests" not in path.parts]
     keys = set()
     for path in sources:
         keys.update(_ENV_READ.findall(path.read_text()))

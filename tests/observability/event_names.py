@@ -30,7 +30,7 @@ def emitted_event_names(paths) -> set[str]:
 
 def project_sources() -> list[Path]:
     sources = []
-    for package in ("chat", "pru_app"):
+    for package in ("chat", "core", "pru_app"):
         sources += [path for path in (PROJECT_ROOT / package).rglob("*.py") if "tests" not in path.parts]
     return sources
 

@@ -84,8 +84,8 @@ def _client_for(endpoint_url: str):
 
 
 def test_every_metadata_key_the_app_writes_is_hidden_by_the_internal_location():
-    source = (PROJECT_ROOT / "chat" / "services" / "image_storing.py").read_text()
-    metadata = re.search(r"content\.metadata = \{(.*?)\}", source, re.S).group(1)
+    source = (PROJECT_ROOT / "chat" / "images" / "storing.py").read_text()
+    metadata = re.search(r"metadata=\{(.*?)\}", source, re.S).group(1)
     keys = re.findall(r'"([a-z0-9-]+)":', metadata)
     assert keys, "no metadata keys found"
     internal = TEMPLATE.read_text().split("location /internal-storage/", 1)[1].split("\n    }", 1)[0]
