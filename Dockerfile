@@ -15,7 +15,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --requirement /tmp/requirements.txt
+RUN pip install --no-deps --require-hashes --requirement /tmp/requirements.txt
 WORKDIR /app
 COPY . /app
 # collectstatic needs settings, not secrets: a throwaway key and no database.
