@@ -31,8 +31,15 @@ class BackupReport:
     seconds: float = 0.0
 
 
-def backup_create(*, destination: Path, name: str | None = None, database: bool = True, objects: bool = True,
-                  existing_dump: bool = False, storage: Storage | None = None) -> BackupReport:
+def backup_create(
+    *,
+    destination: Path,
+    name: str | None = None,
+    database: bool = True,
+    objects: bool = True,
+    existing_dump: bool = False,
+    storage: Storage | None = None,
+) -> BackupReport:
     """A new folder destination/<name or UTC time> with database.dump and objects/ + manifest.jsonl.
 
     The database is dumped first: every row in the dump then names an object the mirror copies
@@ -62,17 +69,32 @@ def backup_create(*, destination: Path, name: str | None = None, database: bool 
         storage_check(storage=storage)
         report.objects, report.bytes = objects_mirror(storage=storage, directory=folder)
     report.seconds = time.monotonic() - started
-    (folder / COMPLETE_MARKER).write_text(json.dumps({
-        "created_at": timezone.now().isoformat(), "database_file": report.database_file,
-        "objects": report.objects if objects else None, "bytes": report.bytes, "storage": storage_describe(storage=storage),
-    }, indent=2) + "\n")
-    logger.info("backup.finished", path=str(folder), objects=report.objects, bytes=report.bytes,
-                seconds=round(report.seconds, 3))
+    (folder / COMPLETE_MARKER).write_text(
+        json.dumps(
+            {
+                "created_at": timezone.now().isoformat(),
+                "database_file": report.database_file,
+                "objects": report.objects if objects else None,
+                "bytes": report.bytes,
+                "storage": storage_describe(storage=storage),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    logger.info(
+        "backup.finished",
+        path=str(folder),
+        objects=report.objects,
+        bytes=report.bytes,
+        seconds=round(report.seconds, 3),
+    )
     return report
 
 
-def backup_restore(*, source: Path, database: bool = True, objects: bool = True,
-                   storage: Storage | None = None) -> BackupReport:
+def backup_restore(
+    *, source: Path, database: bool = True, objects: bool = True, storage: Storage | None = None
+) -> BackupReport:
     """Put a backup back: the database's tables replaced by the dump's, every object uploaded (bytes checked)."""
     storage = storage or default_storage
     started = time.monotonic()
@@ -93,6 +115,11 @@ def backup_restore(*, source: Path, database: bool = True, objects: bool = True,
             raise BackupError(f"{folder} holds no database dump (made with --objects-only)")
         report.database_file = database_restore(directory=folder).name
     report.seconds = time.monotonic() - started
-    logger.info("backup.restored", path=str(folder), objects=report.objects, bytes=report.bytes,
-                seconds=round(report.seconds, 3))
+    logger.info(
+        "backup.restored",
+        path=str(folder),
+        objects=report.objects,
+        bytes=report.bytes,
+        seconds=round(report.seconds, 3),
+    )
     return report

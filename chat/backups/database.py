@@ -16,8 +16,18 @@ def database_dump(*, directory: Path) -> Path:
     if connection.vendor == "postgresql":
         target = directory / "database.dump"
         # Custom format: compressed, and pg_restore can --clean into an existing database.
-        _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={target}", *_pg_arguments(settings)],
-             settings=settings, what="pg_dump")
+        _run(
+            [
+                "pg_dump",
+                "--format=custom",
+                "--no-owner",
+                "--no-privileges",
+                f"--file={target}",
+                *_pg_arguments(settings),
+            ],
+            settings=settings,
+            what="pg_dump",
+        )
         return target
     if connection.vendor == "sqlite":
         target = directory / "database.sqlite3"
@@ -39,9 +49,21 @@ def database_restore(*, directory: Path) -> Path:
     if connection.vendor == "postgresql":
         source = directory / "database.dump"
         _require(source)
-        _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-              "--exit-on-error", *_pg_arguments(settings, flag="--dbname"), str(source)],
-             settings=settings, what="pg_restore")
+        _run(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "--single-transaction",
+                "--exit-on-error",
+                *_pg_arguments(settings, flag="--dbname"),
+                str(source),
+            ],
+            settings=settings,
+            what="pg_restore",
+        )
         return source
     if connection.vendor == "sqlite":
         source = directory / "database.sqlite3"

@@ -87,8 +87,13 @@ def _download(storage: Storage, key: str, root: Path) -> ObjectCopy:
         partial.unlink(missing_ok=True)
         raise BackupError(f"could not copy {key}: {error}") from error
     os.replace(partial, path)
-    return ObjectCopy(key=key, size=size, sha256=sha256,
-                      content_type=content_type or mimetypes.guess_type(key)[0] or "", metadata=metadata)
+    return ObjectCopy(
+        key=key,
+        size=size,
+        sha256=sha256,
+        content_type=content_type or mimetypes.guess_type(key)[0] or "",
+        metadata=metadata,
+    )
 
 
 def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
@@ -101,8 +106,13 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
         with path.open("rb") as handle:
             if isinstance(storage, S3Storage):
                 client = s3_client(storage)
-                client.put_object(Bucket=storage.bucket_name, Key=copy.key, Body=handle,
-                                  ContentType=copy.content_type or "application/octet-stream", Metadata=copy.metadata)
+                client.put_object(
+                    Bucket=storage.bucket_name,
+                    Key=copy.key,
+                    Body=handle,
+                    ContentType=copy.content_type or "application/octet-stream",
+                    Metadata=copy.metadata,
+                )
             elif isinstance(storage, FileSystemStorage):
                 saved = storage.save(copy.key, File(handle))
                 if saved != copy.key:
