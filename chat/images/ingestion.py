@@ -17,7 +17,13 @@ from django.utils import timezone
 from chat.images.fetch_lock import image_fetch_lock
 from chat.images.fetch_reports import ImageFetchSummary, PageReport
 from chat.images.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
-from chat.images.storing import PhotoOutcome, download_limits, image_store_one, image_take_stored_copy
+from chat.images.storing import (
+    STORED_COPY_FIELDS,
+    PhotoOutcome,
+    download_limits,
+    image_store_one,
+    image_take_stored_copy,
+)
 from chat.models import Image, ImageStatus
 from core.concurrency import ContextThreadPool, fewer_gil_handoffs
 from core.object_storage import storage_check
@@ -29,23 +35,7 @@ DEFAULT_PAGE_SIZE = 100
 # Pages whose downloads may be under way at once: the next page's photos are
 # queued while the previous page finishes, and memory stays at about two pages.
 PAGES_IN_FLIGHT = 2
-_FIELDS_WRITTEN = [
-    "photo_id",
-    "title",
-    "description",
-    "api_user_id",
-    "status",
-    "file",
-    "content_type",
-    "byte_size",
-    "sha256",
-    "width",
-    "height",
-    "stored_at",
-    "last_error",
-    "attempts",
-    "updated_at",
-]
+_FIELDS_WRITTEN = ["photo_id", "title", "description", "api_user_id", *STORED_COPY_FIELDS, "attempts", "updated_at"]
 
 
 class ImageIngestionError(Exception):

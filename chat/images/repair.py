@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from chat.images.fetch_lock import image_fetch_lock
 from chat.images.photo_api import Photo
-from chat.images.storing import PhotoOutcome, download_limits, image_store_one, image_take_stored_copy
+from chat.images.storing import (
+    STORED_COPY_FIELDS,
+    PhotoOutcome,
+    download_limits,
+    image_store_one,
+    image_take_stored_copy,
+)
 from chat.models import Image, ImageStatus
 from core.concurrency import ContextThreadPool
 from core.object_storage import StorageUnavailable, storage_check
@@ -25,20 +31,7 @@ logger = structlog.get_logger(__name__)
 
 # The source answered that the photo is not there (any more): downloading again cannot help.
 _SOURCE_GONE_ERRORS = frozenset({"HTTP 404", "HTTP 410"})
-REPAIR_FIELDS = [
-    "status",
-    "file",
-    "content_type",
-    "byte_size",
-    "sha256",
-    "width",
-    "height",
-    "stored_at",
-    "verified_at",
-    "last_error",
-    "attempts",
-    "updated_at",
-]
+REPAIR_FIELDS = [*STORED_COPY_FIELDS, "verified_at", "attempts", "updated_at"]
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,20 @@ def image_store_one(
     )
 
 
+# What image_take_stored_copy sets: the fields every writer of a stored copy saves.
+STORED_COPY_FIELDS = [
+    "status",
+    "file",
+    "content_type",
+    "byte_size",
+    "sha256",
+    "width",
+    "height",
+    "stored_at",
+    "last_error",
+]
+
+
 def image_take_stored_copy(image: Image, outcome: PhotoOutcome, *, now) -> None:
     """The row's fields for the copy an upload just finished (not saved)."""
     image.status = ImageStatus.STORED
