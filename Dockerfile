@@ -22,7 +22,7 @@ COPY . /app
 RUN DJANGO_SECRET_KEY=collectstatic-only-not-a-secret \
     DJANGO_STATIC_ROOT=/app/staticfiles \
     python manage.py collectstatic --noinput --verbosity 0 \
-    && python -m compileall -q /app/pru_app /app/chat /app/deploy
+    && python -m compileall -q /app/pru_app /app/core /app/chat /app/deploy
 
 FROM ${NGINX_IMAGE} AS nginx
 COPY deploy/nginx/default.conf.template /etc/nginx/templates/default.conf.template
