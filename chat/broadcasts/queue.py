@@ -29,9 +29,9 @@ def chunks_enqueue(*, broadcast_id: int) -> int:
         return 0
     BroadcastChunk.objects.filter(pk__in=chunk_ids).update(queued_at=Now())
     try:
-        # One broker connection for the whole fan-out, not one per chunk.
         # A signature by name: the registered task's own options (and eager mode without a broker) apply.
         chunk_task = current_app.signature(BROADCAST_CHUNK_TASK)
+        # One broker connection for the whole fan-out, not one per chunk.
         with current_app.producer_or_acquire() as producer:
             for chunk_id in chunk_ids:
                 chunk_task.apply_async((chunk_id,), producer=producer)
