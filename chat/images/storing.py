@@ -49,7 +49,7 @@ def download_limits() -> DownloadLimits:
     return DownloadLimits(
         max_bytes=settings.IMAGE_FETCH_MAX_BYTES,
         max_pixels=settings.IMAGE_FETCH_MAX_PIXELS,
-        deadline_seconds=max(settings.IMAGE_FETCH_READ_TIMEOUT * 4, 60.0),
+        deadline_seconds=settings.IMAGE_FETCH_DEADLINE,
     )
 
 
