@@ -61,6 +61,27 @@ def object_keys(*, storage: Storage, page_size: int = 1000) -> Iterator[list[Sto
         raise StorageUnavailable(f"cannot list {type(storage).__name__}")
 
 
+def object_modified_at(*, storage: Storage, key: str) -> datetime | None:
+    """When the object was last written, None when it is absent; StorageUnavailable when the storage does not answer."""
+    if isinstance(storage, S3Storage):
+        try:
+            return s3_client(storage).head_object(Bucket=storage.bucket_name, Key=key)["LastModified"]
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise StorageUnavailable(f"{storage_describe(storage=storage)} refused HEAD {key}: {error}") from error
+        except BotoCoreError as error:
+            raise StorageUnavailable(
+                f"{storage_describe(storage=storage)} did not answer for {key}: {error}"
+            ) from error
+    try:
+        return datetime.fromtimestamp(os.stat(storage.path(key)).st_mtime, tz=UTC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StorageUnavailable(f"could not stat {key} in {storage_describe(storage=storage)}: {error}") from error
+
+
 def object_delete(*, storage: Storage, key: str) -> None:
     try:
         storage.delete(key)
