@@ -4,6 +4,7 @@ Each byte arrives well within every read timeout, so only a deadline that does n
 ends these requests. The trickled bodies are 40 bytes: without the deadline each request takes 20 s.
 """
 
+import io
 import threading
 import time
 
@@ -11,13 +12,18 @@ import psycopg2
 import pytest
 from django.db import connection
 
-from chat.images.download import DownloadFailed, image_download
+from chat.images.download import DownloadedImage, DownloadFailed, image_download
 from chat.images.fetch_lock import FETCH_LOCK_KEY
 from chat.images.ingestion import image_fetch_all
-from chat.images.photo_api import PhotoApiClient, PhotoApiUnavailable
+from chat.images.objects import object_facts
+from chat.images.photo_api import Photo, PhotoApiClient, PhotoApiUnavailable
+from chat.images.storing import image_upload
 from chat.models import Image, ImageStatus
+from conftest import s3_storage_options
 from core.deadlines import DeadlineExceeded, deadline_scope
+from core.object_storage import StorageUnavailable
 from core.outbound_http import OutboundPolicy, outbound_session
+from core.s3_backend import SharedClientS3Storage
 from devservers.trickle import TrickleServer
 
 TRICKLED_BYTES = 40  # 20 s at one byte per 0.5 s
@@ -119,3 +125,34 @@ def test_fetch_images_with_many_trickling_photos_ends_in_its_bound_and_releases_
 def _connection_params() -> dict:
     params = connection.get_connection_params()
     return {key: value for key, value in params.items() if key in ("database", "user", "host", "port", "password")}
+
+
+@pytest.fixture
+def trickling_storage(trickle, settings):
+    """S3 storage whose server trickles every answer, headers included (the bucket "headers" names the trickle)."""
+    settings.STORAGE_CALL_DEADLINE = 2.0
+    return SharedClientS3Storage(**s3_storage_options(endpoint_url=trickle.url(""), bucket_name="headers"))
+
+
+def test_a_storage_call_to_a_trickling_server_ends_at_its_deadline(trickling_storage):
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="took longer than its 2s deadline"):
+        object_facts(storage=trickling_storage, key="images/1-x.jpg")
+    assert time.monotonic() - started < 3.0
+
+
+def test_an_upload_to_a_trickling_server_ends_at_its_deadline(trickling_storage):
+    photo = Photo(photo_id=1, url="http://127.0.0.1/1.jpg")
+    downloaded = DownloadedImage(
+        file=io.BytesIO(b"bytes"),
+        byte_size=5,
+        sha256="0" * 64,
+        content_type="image/jpeg",
+        extension="jpg",
+        width=1,
+        height=1,
+    )
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="took longer than its 2s deadline"):
+        image_upload(trickling_storage, key="images/1-x.jpg", downloaded=downloaded, photo=photo)
+    assert time.monotonic() - started < 3.0
