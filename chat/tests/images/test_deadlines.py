@@ -124,7 +124,7 @@ def test_fetch_images_with_many_trickling_photos_ends_in_its_bound_and_releases_
 
 def _connection_params() -> dict:
     params = connection.get_connection_params()
-    return {key: value for key, value in params.items() if key in ("database", "user", "host", "port", "password")}
+    return {key: value for key, value in params.items() if key in ("dbname", "user", "host", "port", "password")}
 
 
 @pytest.fixture
