@@ -24,7 +24,7 @@ def fetch_running():
 
 
 def test_a_backup_waits_for_a_running_fetch_and_marks_nothing_complete(fetch_running, s3_storage, tmp_path):
-    with pytest.raises(BackupError, match="found a fetch run going.*the backup waits for it"):
+    with pytest.raises(BackupError, match=r"found a fetch run going.*the backup waits for it"):
         backup_create(destination=tmp_path, name="during-fetch", database=False)
     assert not (tmp_path / "during-fetch" / "backup.json").exists()
 
