@@ -174,9 +174,16 @@ def _claim(*, chunk_id: int, owner: str):
     )
     token = uuid.uuid4()
     claimable = Q(status=ChunkStatus.PENDING) | lease_expired() | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
+    # Its broadcast as EXISTS, never as a join: Django turns an UPDATE with a join into
+    # "WHERE id IN (SELECT … )", whose conditions PostgreSQL does not re-check on the row it waited
+    # for. A claim queued behind a commit's row lock would then take back the chunk that just
+    # succeeded (test_races.py). On the chunk row itself, the claimable test is re-checked.
+    unfinished_broadcast = Broadcast.objects.filter(
+        pk=OuterRef("broadcast_id"), status__in=UNFINISHED_BROADCAST_STATUSES
+    )
     claimed = (
         BroadcastChunk.objects.filter(claimable, pk=chunk_id, attempts__lt=settings.BROADCAST_CHUNK_MAX_ATTEMPTS)
-        .filter(broadcast__status__in=UNFINISHED_BROADCAST_STATUSES)
+        .filter(Exists(unfinished_broadcast))
         .update(
             status=ChunkStatus.RUNNING,
             attempts=F("attempts") + 1,

@@ -1,5 +1,7 @@
 """Actors racing on a broadcast's rows, each interleaving forced with a gate (chat/tests/race_gates.py)."""
 
+from datetime import timedelta
+
 import pytest
 from django.db.models.functions import Now
 
@@ -49,3 +51,33 @@ def test_resume_and_the_last_chunks_close_agree_whatever_the_interleaving(one_fa
     # Without a broker the resume runs the chunk itself: the broadcast ends succeeded, every message there.
     assert (outcome.broadcast.status, broadcast.status) == (BroadcastStatus.SUCCEEDED, BroadcastStatus.SUCCEEDED)
     assert Message.objects.count() == 4 and broadcast.created_count == 4
+
+
+def test_a_claim_waiting_behind_a_commit_never_takes_back_the_chunk_it_committed(make_user, make_image):
+    """Found by the state machine: a re-claim of an expired lease, queued behind the commit's row lock.
+
+    The claim's UPDATE must re-check the chunk's own state once it gets the row; a claim that read
+    "running, lease expired" from a join's snapshot took a succeeded chunk back, and its later
+    run counted the messages as skipped.
+    """
+    from chat.broadcasts import chunks as chunk_steps
+
+    for _ in range(3):
+        make_user()
+    broadcast = broadcast_create(image_ids=[make_image().pk])
+    chunk = broadcast.chunks.get()
+    # The slow runner's claim (its private first step, as chunk_run takes it), then its lease runs out.
+    claimed_chunk, token = chunk_steps._claim(chunk_id=chunk.pk, owner="slow")
+    BroadcastChunk.objects.filter(pk=chunk.pk).update(leased_until=Now() - timedelta(seconds=1))
+    when = f"NEW.id = {chunk.pk} AND OLD.status = 'running' AND NEW.status = 'succeeded'"
+    with gate(table="chat_broadcastchunk", event="UPDATE", when=when) as held:
+        committing = in_thread(lambda: chunk_steps._insert_and_commit(claimed_chunk, token))
+        held.wait_until_held()
+        reclaim = in_thread(lambda: chunk_run(chunk_id=chunk.pk, owner="second"))
+        wait_for_lock_waits(count=1)
+        held.release()
+        assert committing.result() == 3
+        assert reclaim.result().outcome == "finished"
+    chunk.refresh_from_db()
+    assert (chunk.status, chunk.created_count, chunk.lease_owner) == (ChunkStatus.SUCCEEDED, 3, "slow")
+    assert Message.objects.count() == 3
