@@ -83,18 +83,20 @@ class BroadcastMachine(RuleBasedStateMachine):
         self._claim(chunk_id, next(self.owners))
 
     @precondition(lambda self: self.runs)
-    @rule(data=st.data())
-    def commit(self, data):
-        self._commit(data.draw(st.sampled_from(sorted(self.runs))))
+    @rule(data=st.data(), closes=st.booleans())
+    def commit(self, data, closes):
+        """closes=False: the runner dies between its commit and its close (the sweeper or a resume closes it)."""
+        self._commit(data.draw(st.sampled_from(sorted(self.runs))), closes=closes)
 
     @precondition(lambda self: self.runs)
-    @rule(data=st.data())
-    def fail(self, data):
+    @rule(data=st.data(), closes=st.booleans())
+    def fail(self, data, closes):
         owner = data.draw(st.sampled_from(sorted(self.runs)))
         chunk, token = self.runs.pop(owner)
         # As chunk_run on an error no retry can get past (private steps of the one runner, composed here).
         chunk_steps._record_failure(chunk, token, RuntimeError("boom"))
-        broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
+        if closes:
+            broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
 
     @precondition(lambda self: self.broadcasts)
     @rule(data=st.data())
@@ -146,7 +148,32 @@ class BroadcastMachine(RuleBasedStateMachine):
             committing.result()
             acting.result()
 
+    @precondition(lambda self: self._with_a_failed_chunk())
+    @rule(data=st.data())
+    def resume_while_a_close_waits(self, data):
+        """Resume held after it made a failed chunk pending, uncommitted, while a close (a last chunk's) starts."""
+        failed = self._with_a_failed_chunk()
+        broadcast_id = data.draw(st.sampled_from(sorted(failed)))
+        when = f"OLD.broadcast_id = {broadcast_id} AND OLD.status = 'failed' AND NEW.status = 'pending'"
+        with gate(table="chat_broadcastchunk", event="UPDATE", when=when) as held:
+            resuming = in_thread(lambda: broadcast_resume(broadcast=Broadcast.objects.get(pk=broadcast_id)))
+            held.wait_until_held()
+            closing = in_thread(lambda: broadcast_close_if_done(broadcast_id=broadcast_id))
+            _until_done_or_waiting(closing)
+            held.release()
+            resuming.result()
+            closing.result()
+
     # --- steps shared by the rules ------------------------------------------------------------
+
+    def _with_a_failed_chunk(self) -> list[int]:
+        return sorted(
+            set(
+                BroadcastChunk.objects.filter(broadcast_id__in=self.broadcasts, status=ChunkStatus.FAILED).values_list(
+                    "broadcast_id", flat=True
+                )
+            )
+        )
 
     def _chunk_ids(self) -> list[int]:
         return list(
@@ -159,13 +186,14 @@ class BroadcastMachine(RuleBasedStateMachine):
             self.runs[owner] = claim
         return claim
 
-    def _commit(self, owner: str):
+    def _commit(self, owner: str, *, closes: bool = True):
         chunk, token = self.runs.pop(owner)
         try:
             chunk_steps._insert_and_commit(chunk, token)
         except chunk_steps.ClaimTakenOver:
             return
-        broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
+        if closes:
+            broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
 
     # --- what must hold after every step ------------------------------------------------------
 
@@ -227,7 +255,7 @@ def test_the_broadcast_state_machine_keeps_every_claim_true(settings_override):
     run_state_machine_as_test(
         BroadcastMachine,
         settings=settings(
-            max_examples=12,
+            max_examples=20,
             stateful_step_count=14,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
