@@ -146,3 +146,34 @@ def test_the_message_admin_cannot_write_a_message_under_a_read_watermark(make_us
     )
     moved.refresh_from_db()
     assert moved.chat_id == reader.chat.pk
+
+
+def test_a_run_whose_lease_ran_out_and_was_claimed_again_cannot_commit_below_a_watermark(make_user, make_image):
+    """Verifies the commit is conditional on holding the latest claim: the old run's uncommitted ids roll back."""
+    from datetime import timedelta
+
+    from django.db.models.functions import Now
+
+    from chat.broadcasts import chunks as chunk_steps
+    from chat.models import BroadcastChunk
+
+    reader = make_user(username="reader")
+    slow_image, fast_image = make_image(), make_image()
+    slow = broadcast_create(image_ids=[slow_image.pk])
+    fast = broadcast_create(image_ids=[fast_image.pk])
+    slow_chunk = slow.chunks.get()
+    with gate(table="chat_message", when=f"NEW.image_id = {slow_image.pk}") as held:
+        old_run = in_thread(lambda: chunk_run(chunk_id=slow_chunk.pk, owner="old"))
+        held.wait_until_held()
+        # Its lease runs out while it inserts; another runner claims the chunk (the claim, chunk_run's first step).
+        BroadcastChunk.objects.filter(pk=slow_chunk.pk).update(leased_until=Now() - timedelta(seconds=1))
+        new_claim = chunk_steps._claim(chunk_id=slow_chunk.pk, owner="new")
+        assert isinstance(new_claim, tuple)
+        chunk_run(chunk_id=fast.chunks.get().pk, owner="fast")
+        newest = Message.objects.get(image=fast_image)
+        chat_mark_read(chat=reader.chat, up_to_message_id=newest.pk)
+        held.release()
+        assert old_run.result().outcome == "finished"  # its claim was taken over: rolled back
+    assert not Message.objects.filter(image=slow_image).exists()
+    chunk_steps._insert_and_commit(*new_claim)
+    assert _unread(reader.chat, Message.objects.get(image=slow_image))
