@@ -123,14 +123,17 @@ def _insert_pairs(image_ids, after_chat_id, up_to_chat_id, *, on_conflict: str) 
                 INSERT INTO {message_table} (chat_id, image_id, text)
                 SELECT c.id, i.id, i.text
                 FROM chats AS c CROSS JOIN images AS i
-                WHERE NOT EXISTS (SELECT 1 FROM {message_table} AS m WHERE m.chat_id = c.id AND m.image_id = i.id)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {message_table} AS m
+                    WHERE m.chat_id = c.id AND m.image_id = i.id AND m.chat_id > %s AND m.chat_id <= %s
+                )
                 ORDER BY c.id, i.id
                 {on_conflict}
                 RETURNING 1
             )
             SELECT (SELECT COUNT(*) FROM chats), (SELECT COUNT(*) FROM images), (SELECT COUNT(*) FROM inserted)
             """,  # noqa: S608
-            [after_chat_id, up_to_chat_id, *image_ids],
+            [after_chat_id, up_to_chat_id, *image_ids, after_chat_id, up_to_chat_id],
         )
         chats, images, created = cursor.fetchone()
     return ChunkInsert(chats=chats, images=images, created=created)
