@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
 from core.database import TRANSIENT_DATABASE_ERRORS
 
@@ -22,7 +22,7 @@ TOTAL_NAMESPACE = 0x62726401
 PER_BROADCAST_NAMESPACE = 0x62726402
 # Slots per broadcast are numbered broadcast_id * PER_BROADCAST_STRIDE + n (wrapping at 2**31).
 PER_BROADCAST_STRIDE = 64
-POLL_SECONDS = 0.1
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def slot_limits() -> tuple[int, int]:
@@ -44,23 +44,51 @@ def chunk_slot(*, broadcast_id: int, wait_seconds: float) -> Iterator[bool]:
     deadline = time.monotonic() + wait_seconds
     held: list[tuple[int, int]] = []
     try:
-        while True:
-            held = _try_slots(broadcast_id, total, per_broadcast)
-            if held or time.monotonic() >= deadline:
-                break
-            time.sleep(POLL_SECONDS)
+        held, full = _try_slots(broadcast_id, total, per_broadcast)
+        while not held and time.monotonic() < deadline:
+            # Queue for a slot of the bound that is full (PostgreSQL grants a lock to its waiters in
+            # order, the moment it is released: no gap between one chunk's commit and the next
+            # one's start), then try for both again.
+            _wait_for_a_slot(full, seconds=deadline - time.monotonic())
+            held, full = _try_slots(broadcast_id, total, per_broadcast)
         yield bool(held)
     finally:
         _release(held)
 
 
-def _try_slots(broadcast_id: int, total: int, per_broadcast: int) -> list[tuple[int, int]]:
-    """Both slots, or none: a free one of the total and a free one of the broadcast's."""
-    held: list[tuple[int, int]] = []
-    for namespace, first, count in (
+def _wait_for_a_slot(full: tuple[int, int, int], *, seconds: float) -> None:
+    """Block until a slot of the full bound is free, or seconds pass; hold nothing after."""
+    namespace, first, count = full
+    slot = first + (time.monotonic_ns() // 1000) % count  # any one of them: each is freed within a chunk
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            [f"{max(int(seconds * 1000), 1)}ms"],
+        )
+        previous = cursor.fetchone()[0]
+        try:
+            with transaction.atomic():
+                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [namespace, slot])
+        except OperationalError as error:
+            if getattr(error.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                raise
+        else:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, slot])
+        # Inside a caller's transaction the setting would otherwise outlive this block.
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+
+
+def _namespaces(broadcast_id: int, total: int, per_broadcast: int) -> list[tuple[int, int, int]]:
+    return [
         (TOTAL_NAMESPACE, 0, total),
         (PER_BROADCAST_NAMESPACE, (broadcast_id * PER_BROADCAST_STRIDE) % 2**31, per_broadcast),
-    ):
+    ]
+
+
+def _try_slots(broadcast_id: int, total: int, per_broadcast: int):
+    """Both slots, or none: a free one of the total and a free one of the broadcast's; and the bound that was full."""
+    held: list[tuple[int, int]] = []
+    for namespace, first, count in _namespaces(broadcast_id, total, per_broadcast):
         if not count:
             continue
         with connection.cursor() as cursor:
@@ -72,9 +100,9 @@ def _try_slots(broadcast_id: int, total: int, per_broadcast: int) -> list[tuple[
             row = cursor.fetchone()
         if row is None:
             _release(held)
-            return []
+            return [], (namespace, first, count)
         held.append((namespace, row[0]))
-    return held
+    return held, None
 
 
 def _release(held: list[tuple[int, int]]) -> None:
