@@ -1,14 +1,19 @@
 """The bound on broadcast work: advisory-lock slots in total and per broadcast, honoured by every runner."""
 
 import threading
+import time
 
 import pytest
 from django.db import connection
 
 from chat.broadcasts.chunks import chunk_run
+from chat.broadcasts.queue import chunks_enqueue
 from chat.broadcasts.sending import broadcast_create, broadcast_run
 from chat.broadcasts.slots import chunk_slot
 from chat.models import BroadcastStatus, ChunkStatus, Message
+from chat.tests.celery_worker import running_celery_worker, wait_until_broadcast_finished
+
+BROKER_URL = "redis://127.0.0.1:6379/15"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,3 +124,39 @@ def test_an_in_process_send_on_many_connections_never_inserts_more_chunks_at_onc
         _execute("DROP TABLE IF EXISTS drill_concurrent")
     assert broadcast.status == BroadcastStatus.SUCCEEDED and broadcast.created_count == 12
     assert len(seen) == 6 and max(seen) <= 2
+
+
+def test_a_worker_gives_back_a_chunk_while_every_slot_is_held_and_runs_it_once_one_is_free(
+    two_sends, settings, tmp_path
+):
+    """A real worker, on the chunks' own queue: a throttled task is retried (not failed) and finishes after."""
+    settings.CELERY_BROKER_URL = BROKER_URL
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS = 1
+    first, second = two_sends
+    [chunk] = second.chunks.all()
+    worker_settings = {"BROADCAST_MAX_CONCURRENT_CHUNKS": "1", "BROADCAST_SLOT_WAIT_SECONDS": "0.2"}
+    with (
+        running_celery_worker(
+            broker_url=BROKER_URL, output_path=tmp_path / "worker.log", env_overrides=worker_settings
+        ),
+        SlotHolder(first.pk) as other,
+    ):
+        chunks_enqueue(broadcast_id=second.pk)
+        # The worker tries, finds no slot, and retries: the chunk is given back untouched each time.
+        _wait_until(lambda: "throttled" in _worker_log(tmp_path) or "Retry in" in _worker_log(tmp_path))
+        chunk.refresh_from_db()
+        assert (chunk.status, chunk.attempts) == (ChunkStatus.PENDING, 0)
+        other.release.set()
+        finished = wait_until_broadcast_finished(second, timeout=30)
+    assert finished.status == BroadcastStatus.SUCCEEDED and finished.created_count == 4
+
+
+def _worker_log(tmp_path) -> str:
+    return (tmp_path / "worker.log").read_text(errors="replace")
+
+
+def _wait_until(condition, *, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
