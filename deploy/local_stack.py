@@ -124,9 +124,7 @@ class LocalStack:
             if self.env.get("CELERY_BROKER_URL"):
                 self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")])
                 # The broadcast sweeper's own worker, as compose's `sweeper` service.
-                self._spawn(
-                    "sweeper", [str(COMPOSE_DIR / "worker" / "start")], extra_env=self._sweeper_env()
-                )
+                self._spawn("sweeper", [str(COMPOSE_DIR / "worker" / "start")], extra_env=self._sweeper_env())
                 self._spawn("beat", [str(COMPOSE_DIR / "beat" / "start")])
             self._start_nginx()
             self.wait_until_ready()
