@@ -24,6 +24,16 @@ from chat.tests.race_gates import gate, in_thread
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def chunks_of_two_sends_at_once(settings):
+    """Two sends' chunks in flight together, as any bound above one allows (chat/broadcasts/slots.py).
+
+    The default bound, one chunk at a time, happens to close the window; the read floor does not rely on it.
+    """
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS = 4
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS_PER_BROADCAST = 4
+
+
 @pytest.fixture
 def two_sends_in_flight(settings, make_user, make_image):
     """A chat with one old message; a slow send held open after its insert, and a fast send claimed after it."""
