@@ -5,6 +5,7 @@ from celery import shared_task
 from chat.images.fetch_lock import FetchAlreadyRunning
 from chat.images.ingestion import image_fetch_all
 from chat.images.monitoring import fetch_images_job, verify_images_job
+from chat.images.renditions import image_renditions_backfill, image_renditions_rebuild
 from chat.images.verification import VerifyFoundProblems, image_verify_all
 
 
@@ -27,3 +28,11 @@ def verify_images_task(repair: bool = False, delete_orphans: bool = False) -> di
         if not summary.clean:
             raise VerifyFoundProblems(summary)
     return summary.as_log_fields()
+
+
+@shared_task(name="chat.tasks.make_renditions_task", acks_late=True)
+def make_renditions_task(image_ids: list[int] | None = None, retry_failed: bool = False) -> dict:
+    """make_renditions as a task: the given images (any state of their renditions), or every stored one without them."""
+    if image_ids is not None:
+        return image_renditions_rebuild(image_ids=image_ids).as_log_fields()
+    return image_renditions_backfill(include_failed=retry_failed).as_log_fields()
