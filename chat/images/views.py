@@ -1,12 +1,12 @@
-"""/stored-images/<pk>: a stored image for staff in the admin."""
+"""/stored-images/<pk> and its renditions: a stored image for staff in the admin."""
 
 from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
 from chat.images.selectors import staff_may_view_images
-from chat.images.serving import stored_image_response
-from chat.models import Image, ImageStatus
+from chat.images.serving import stored_image_response, stored_rendition_response
+from chat.models import Image, ImageRendition, ImageStatus
 
 
 @require_GET
@@ -16,3 +16,17 @@ def stored_image(request, pk: int):
         return HttpResponseForbidden("Stored images are for staff only.", content_type="text/plain")
     image = get_object_or_404(Image.objects.only("file", "content_type", "status"), pk=pk, status=ImageStatus.STORED)
     return stored_image_response(image)
+
+
+@require_GET
+def stored_image_rendition(request, pk: str, sha256: str):
+    """A rendition of a stored image; 403 without a staff session, 404 when there is no such rendition."""
+    if not staff_may_view_images(request.user):
+        return HttpResponseForbidden("Stored images are for staff only.", content_type="text/plain")
+    rendition = get_object_or_404(
+        ImageRendition.objects.only("file", "content_type"),
+        image_id=int(pk),
+        sha256=sha256,
+        image__status=ImageStatus.STORED,
+    )
+    return stored_rendition_response(rendition)
