@@ -1,6 +1,6 @@
 """The app's pages (the JSON API has its own routes: chat.messaging.api.urls)."""
 
-from django.urls import path, re_path
+from django.urls import path
 
 from chat.images import views as image_views
 from chat.messaging.web import views as chat_page_views
@@ -9,8 +9,8 @@ app_name = "chat"
 
 urlpatterns: list = [
     path("stored-images/<int:pk>", image_views.stored_image, name="stored_image"),
-    re_path(
-        r"^stored-images/(?P<pk>[0-9]{1,18})/renditions/(?P<sha256>[0-9a-f]{64})\.webp$",
+    path(
+        "stored-images/<int:pk>/renditions/<str:file_name>",
         image_views.stored_image_rendition,
         name="stored_image_rendition",
     ),

@@ -30,14 +30,14 @@ def stored_image_tag(image: Image | None, *, size: int) -> str:
         ", ",
         "{} {}w",
         (
-            (reverse("chat:stored_image_rendition", args=[image.pk, rendition.sha256]), rendition.width)
+            (reverse("chat:stored_image_rendition", args=[image.pk, f"{rendition.sha256}.webp"]), rendition.width)
             for rendition in renditions
         ),
     )
     return format_html(
         '<img src="{}" srcset="{}" sizes="{}px" width="{}" height="{}" alt="{}" loading="lazy" decoding="async"'
         ' style="object-fit: contain">',
-        reverse("chat:stored_image_rendition", args=[image.pk, renditions[0].sha256]),
+        reverse("chat:stored_image_rendition", args=[image.pk, f"{renditions[0].sha256}.webp"]),
         srcset,
         width,
         width,

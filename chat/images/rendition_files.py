@@ -11,11 +11,11 @@ from typing import IO
 
 import pyvips
 
+from chat.images.rendition_names import rendition_key
+
 # Widths a browser picks from (srcset); an image narrower than one gets it at its own width, never upscaled.
 RENDITION_WIDTHS = (320, 640, 1280)
 RENDITION_CONTENT_TYPE = "image/webp"
-# Beside the originals (images/), not under them: verify_images lists images/ for orphans.
-RENDITION_KEY_PREFIX = "renditions/"
 WEBP_QUALITY = 80
 # thumbnail() sizes to fit a width x height box and takes height = width when none is given;
 # a very large height makes the width alone decide.
@@ -38,11 +38,6 @@ class RenditionBytes:
     @property
     def key(self) -> str:
         return rendition_key(self.sha256)
-
-
-def rendition_key(sha256: str) -> str:
-    """The object key of a rendition: named by its bytes, so a key never holds two different contents."""
-    return f"{RENDITION_KEY_PREFIX}{sha256[:2]}/{sha256}.webp"
 
 
 def libvips_restrict_loaders() -> None:

@@ -1,6 +1,6 @@
 """/api/v1/: the recipients' JSON API, and its OpenAPI schema."""
 
-from django.urls import path, re_path
+from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from chat.messaging.api import views
@@ -12,11 +12,7 @@ urlpatterns = [
     path("chat/messages/", views.MessageListApi.as_view(), name="chat_messages"),
     path("chat/read", views.ChatReadApi.as_view(), name="chat_read"),
     path("images/<int:image_id>/file", views.ImageFileApi.as_view(), name="image_file"),
-    re_path(
-        r"^images/(?P<image_id>[0-9]{1,18})/renditions/(?P<sha256>[0-9a-f]{64})\.webp$",
-        views.ImageRenditionApi.as_view(),
-        name="image_rendition",
-    ),
+    path("images/<int:image_id>/renditions/<str:file_name>", views.ImageRenditionApi.as_view(), name="image_rendition"),
     # Public like any API description: it names routes and shapes, no data.
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
 ]

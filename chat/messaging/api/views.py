@@ -8,6 +8,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat.images.rendition_names import RENDITION_FILE_NAME, rendition_sha256_from_name
 from chat.images.serving import stored_image_response, stored_rendition_response
 from chat.messaging.api.pagination import MessageCursorPagination
 from chat.messaging.api.serializers import (
@@ -169,6 +170,15 @@ class ImageRenditionApi(APIView):
 
     @extend_schema(
         operation_id="image_rendition",
+        parameters=[
+            OpenApiParameter(
+                "file_name",
+                str,
+                OpenApiParameter.PATH,
+                pattern=RENDITION_FILE_NAME.pattern,
+                description="<sha256>.webp, as the rendition's url in a message names it.",
+            )
+        ],
         responses={
             (200, "image/webp"): OpenApiResponse(
                 OpenApiTypes.BINARY,
@@ -180,10 +190,13 @@ class ImageRenditionApi(APIView):
             ),
         },
     )
-    def get(self, request, image_id: str, sha256: str):
+    def get(self, request, image_id: int, file_name: str):
         """A rendition of an image a message in the caller's chat carries (staff: any stored image); as image_file."""
+        sha256 = rendition_sha256_from_name(file_name)
+        if sha256 is None:
+            raise NotFound()
         try:
-            rendition = rendition_for_reader(user=request.user, image_id=int(image_id), sha256=sha256)
+            rendition = rendition_for_reader(user=request.user, image_id=image_id, sha256=sha256)
         except ImageRendition.DoesNotExist as missing:
             raise NotFound() from missing
         response = stored_rendition_response(rendition)

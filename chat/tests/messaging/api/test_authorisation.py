@@ -185,4 +185,10 @@ def test_the_schema_is_public_and_names_every_route(client):
     response = client.get(reverse("api:schema"), HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     paths = set(response.json()["paths"])
-    assert paths == {"/api/v1/chat/", "/api/v1/chat/messages/", "/api/v1/chat/read", "/api/v1/images/{image_id}/file"}
+    assert paths == {
+        "/api/v1/chat/",
+        "/api/v1/chat/messages/",
+        "/api/v1/chat/read",
+        "/api/v1/images/{image_id}/file",
+        "/api/v1/images/{image_id}/renditions/{file_name}",
+    }
