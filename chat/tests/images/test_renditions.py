@@ -177,3 +177,35 @@ def test_renditions_made_from_bytes_replaced_meanwhile_are_not_recorded(drawn_ph
     assert counts == {"ready": 0, "failed": 0, "stale": 1}
     image.refresh_from_db()
     assert image.renditions_status == RenditionsStatus.PENDING
+
+
+def test_verify_images_finds_missing_and_corrupt_renditions_by_listing_and_repair_rebuilds_them(
+    drawn_photo_api, s3_storage, s3_server
+):
+    fetch(drawn_photo_api)
+    client, bucket = s3_server.client(), s3_storage.bucket_name
+    gone = ImageRendition.objects.get(image__photo_id=1, width=320)
+    resized = ImageRendition.objects.get(image__photo_id=2, width=640)
+    same_size = ImageRendition.objects.get(image__photo_id=3, width=1280)
+    client.delete_object(Bucket=bucket, Key=gone.file)
+    client.put_object(Bucket=bucket, Key=resized.file, Body=b"not a picture")
+    # Same length, other bytes: only the ETag tells.
+    original = object_bytes(s3_server, bucket, same_size.file)
+    client.put_object(Bucket=bucket, Key=same_size.file, Body=bytes([original[0] ^ 1]) + original[1:])
+
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"3 rendition\(s\) missing or corrupt \(--repair rebuilds them"):
+        call_command("verify_images", stdout=out)
+    assert "renditions:     15 checked, 12 intact, 1 missing, 2 corrupt" in out.getvalue()
+    assert f"({gone.file}): missing" in out.getvalue() and "ETag" in out.getvalue()
+
+    out = io.StringIO()
+    call_command("verify_images", "--repair", stdout=out)
+    assert "rebuilt from the originals: 3 image(s)" in out.getvalue()
+    for rendition in (gone, resized, same_size):
+        rebuilt = ImageRendition.objects.get(image_id=rendition.image_id, width=rendition.width)
+        data = object_bytes(s3_server, bucket, rebuilt.file)
+        assert hashlib.sha256(data).hexdigest() == rebuilt.sha256 and len(data) == rebuilt.byte_size
+    out = io.StringIO()
+    call_command("verify_images", stdout=out)
+    assert "renditions:     15 checked, 15 intact, 0 missing, 0 corrupt" in out.getvalue()
