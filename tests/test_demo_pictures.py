@@ -18,7 +18,7 @@ def test_a_picture_is_the_same_for_an_id_and_differs_between_ids(tmp_path, monke
     assert (decoded.format, decoded.size) == ("JPEG", (320, 213))
     # Not noise: a few flat colours and the number, so neighbouring pixels mostly agree.
     grey = decoded.convert("L")
-    steps = [abs(grey.getpixel((x, 100)) - grey.getpixel((x + 1, 100))) for x in range(0, 300)]
+    steps = [abs(grey.getpixel((x, 100)) - grey.getpixel((x + 1, 100))) for x in range(300)]
     assert sorted(steps)[len(steps) // 2] <= 12
 
 

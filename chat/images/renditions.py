@@ -237,16 +237,38 @@ def image_renditions_backfill(
     limit: int | None = None,
     storage: Storage | None = None,
     workers: int = 2,
+    batch_size: int = 50,
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[str], None] | None = None,
 ) -> RenditionsSummary:
-    """Renditions for every stored image without them (images stored before renditions existed)."""
-    ids = list(images_needing_renditions(include_failed=include_failed).order_by("pk").values_list("pk", flat=True))
-    if limit is not None:
-        ids = ids[:limit]
+    """Renditions for every stored image without them (images stored before renditions existed).
+
+    Keyset batches by id: memory stays at one batch however many images wait.
+    """
+    candidates = images_needing_renditions(include_failed=include_failed)
+    total = candidates.count()
     if on_total is not None:
-        on_total(len(ids))
-    return image_renditions_rebuild(image_ids=ids, storage=storage, workers=workers, on_image=on_image)
+        on_total(total if limit is None else min(total, limit))
+    summary = RenditionsSummary()
+    after_id = 0
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = batch_size if remaining is None else min(batch_size, remaining)
+        ids = list(candidates.filter(pk__gt=after_id).order_by("pk").values_list("pk", flat=True)[:size])
+        if not ids:
+            break
+        after_id = ids[-1]
+        if remaining is not None:
+            remaining -= len(ids)
+        part = image_renditions_rebuild(
+            image_ids=ids, storage=storage, workers=workers, batch_size=batch_size, on_image=on_image
+        )
+        summary.selected += part.selected
+        summary.ready += part.ready
+        summary.failed += part.failed
+        summary.stale += part.stale
+        summary.reasons.extend(part.reasons[: max(0, 10 - len(summary.reasons))])
+    return summary
 
 
 def _reason(error: Exception) -> str:

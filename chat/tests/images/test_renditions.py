@@ -16,8 +16,12 @@ from chat.images.ingestion import image_fetch_all
 from chat.images.rendition_files import RenditionFailed, renditions_from_bytes
 from chat.images.tasks import make_renditions_task
 from chat.models import Image, ImageRendition, ImageStatus, RenditionsStatus
+from chat.tests.celery_worker import running_celery_worker
+from chat.tests.images.test_tasks import storage_environment, wait_for
 
 pytestmark = pytest.mark.django_db
+# A Redis database of its own: kombu keeps one pool per broker URL (see test_tasks.py).
+RENDITIONS_BROKER_URL = "redis://127.0.0.1:6379/12"
 
 
 def encoded(fmt: str, *, size=(64, 48), **options) -> bytes:
@@ -156,13 +160,24 @@ def test_backfill_reports_an_original_it_cannot_read_and_fails_the_command(drawn
     assert Image.objects.filter(renditions_status=RenditionsStatus.READY).count() == 4
 
 
-def test_the_task_backfills_through_the_same_service(drawn_photo_api, s3_storage):
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_backfills_through_the_same_service(drawn_photo_api, s3_storage, settings, tmp_path):
     fetch(drawn_photo_api)
     ImageRendition.objects.all().delete()
     Image.objects.update(renditions_status=RenditionsStatus.PENDING)
-    result = make_renditions_task.apply().get()
-    assert result == {"selected": 5, "ready": 5, "failed": 0, "stale": 0}
-    assert ImageRendition.objects.count() == 15
+    settings.CELERY_BROKER_URL = RENDITIONS_BROKER_URL
+    with running_celery_worker(
+        broker_url=RENDITIONS_BROKER_URL,
+        output_path=tmp_path / "worker.log",
+        env_overrides=storage_environment(drawn_photo_api, s3_storage),
+    ):
+        make_renditions_task.delay()
+        wait_for(lambda: ImageRendition.objects.count() == 15, what="15 renditions", timeout=120)
+        wait_for(
+            lambda: not Image.objects.exclude(renditions_status=RenditionsStatus.READY).exists(),
+            what="every image ready",
+        )
+    assert '"event": "image_renditions.stored"' in (tmp_path / "worker.log").read_text()
 
 
 def test_renditions_made_from_bytes_replaced_meanwhile_are_not_recorded(drawn_photo_api, s3_storage):
