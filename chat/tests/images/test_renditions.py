@@ -86,7 +86,6 @@ def test_a_tiny_picture_gets_one_rendition_at_its_own_size():
     [
         ("tiff", encoded("TIFF")),
         ("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"><rect width="64" height="48"/></svg>'),
-        ("pdf", encoded("PDF")),
     ],
 )
 def test_formats_the_service_does_not_accept_are_never_decoded_by_libvips(name, data):
