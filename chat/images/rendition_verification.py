@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.db import connection
 from django.db.models.functions import Collate
 from storages.backends.s3 import S3Storage
 
@@ -77,10 +78,12 @@ def image_renditions_verify(
     broken_images: set[int] = set()
     listing = _listing(storage)
     current = next(listing, None)
-    # Key order as S3 lists it (bytes): the "C" collation, whatever the database's default.
+    # Key order as S3 lists it (bytes): PostgreSQL's "C" collation whatever the database's default;
+    # SQLite (bin/serve) compares bytes already.
+    key_order = Collate("file", "C") if connection.vendor == "postgresql" else "file"
     rows = (
         ImageRendition.objects.filter(image__status=ImageStatus.STORED)
-        .order_by(Collate("file", "C"), "id")
+        .order_by(key_order, "id")
         .values_list("file", "byte_size", "etag", "image_id")
         .iterator(chunk_size=batch_size)
     )
@@ -115,6 +118,18 @@ def image_renditions_verify(
         summary.problems.extend(f"rebuild failed: {reason}" for reason in rebuilt.reasons)
     logger.info("image_renditions.verified", **summary.as_log_fields())
     return summary
+
+
+def rendition_object_pages(*, storage: Storage, page_size: int = 1000) -> Iterator[list[ListedObject]]:
+    """Every object under renditions/, a page at a time (what a backup copies beside the originals)."""
+    page: list[ListedObject] = []
+    for listed in _listing(storage):
+        page.append(listed)
+        if len(page) >= page_size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _listing(storage: Storage) -> Iterator[ListedObject]:
