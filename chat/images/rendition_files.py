@@ -54,6 +54,9 @@ def libvips_restrict_loaders() -> None:
 
 
 libvips_restrict_loaders()
+# libvips keeps recent operations (and the buffers they read) for reuse; a worker never asks for
+# the same thumbnail twice, so the cache would only hold originals of up to 20 MB in memory.
+pyvips.cache_set_max(0)
 
 
 def rendition_widths(original_width: int) -> list[int]:
