@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0005_chat_read_state"),
+        ("chat", "0007_broadcast_set_replication_role"),
     ]
 
     operations = [
