@@ -1,8 +1,9 @@
-"""The bucket half of a backup: every image object mirrored into a folder with a manifest, and put back."""
+"""The bucket half of a backup: every image object and rendition mirrored into a folder with a manifest, and put back."""
 
 import json
 import mimetypes
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -13,6 +14,7 @@ from storages.backends.s3 import S3Storage
 
 from chat.backups.errors import BackupError
 from chat.images.objects import object_keys
+from chat.images.rendition_verification import rendition_object_pages
 from core.concurrency import ContextThreadPool
 from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
@@ -37,12 +39,20 @@ def objects_mirror(*, storage: Storage, directory: Path, workers: int = 16) -> t
     count = total = 0
     with (directory / MANIFEST).open("w") as manifest, ContextThreadPool(max_workers=workers) as executor:
         # A page of keys at a time: memory holds one page's copies, whatever the bucket's size.
-        for page in object_keys(storage=storage):
-            copies = executor.map(lambda key: _download(storage, key, target), [item.key for item in page])
+        # Renditions too: their rows come back with the database and must name objects that exist.
+        for keys in _key_pages(storage):
+            copies = executor.map(lambda key: _download(storage, key, target), keys)
             for copy in copies:
                 manifest.write(json.dumps(copy.__dict__) + "\n")
                 count, total = count + 1, total + copy.size
     return count, total
+
+
+def _key_pages(storage: Storage) -> Iterator[list[str]]:
+    for page in object_keys(storage=storage):
+        yield [item.key for item in page]
+    for rendition_page in rendition_object_pages(storage=storage):
+        yield [item.key for item in rendition_page]
 
 
 def objects_restore(*, storage: Storage, directory: Path, workers: int = 16) -> tuple[int, int]:
