@@ -35,7 +35,8 @@ def test_a_backup_after_the_fetch_holds_every_object(photo_api, s3_storage, tmp_
     photo_api.listing = [1, 2, 3]
     image_fetch_all(api_url=photo_api.url, page_size=3, workers=2)
     report = backup_create(destination=tmp_path, name="after", database=False)
-    assert report.objects == 3
+    listed = s3_storage.shared_client.list_objects_v2(Bucket=s3_storage.bucket_name)["Contents"]
+    assert report.objects == len(listed) and sum(item["Key"].startswith("images/") for item in listed) == 3
 
 
 def test_an_objects_restore_waits_for_a_running_fetch(photo_api, s3_storage, tmp_path, settings):
