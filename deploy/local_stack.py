@@ -325,6 +325,11 @@ class LocalStack:
         """The Celery worker's own /metrics (its pool processes' counters), when a broker runs it."""
         return f"http://127.0.0.1:{self.env['CELERY_METRICS_PORT']}/metrics"
 
+    @property
+    def flower_url(self) -> str:
+        """Flower (FLOWER_PORT set, with a broker), on loopback."""
+        return f"http://127.0.0.1:{self.env['FLOWER_PORT']}"
+
     def _metrics_env(self, name: str) -> dict[str, str]:
         # Each service its own folder for prometheus_client's multiprocess files, as in compose.
         return {"PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / name)}
