@@ -89,6 +89,9 @@ def connect_event_metrics() -> None:
         BROADCASTS.labels(outcome)
     for outcome in ("clean", "problems"):
         VERIFY_RUNS.labels(outcome)
+    for outcome in VERIFY_OUTCOMES:
+        VERIFIED_IMAGES.labels(outcome)
+    FETCHED_PHOTOS.labels("stored", "")
     on_log_event("broadcast.chunk_finished", _chunk_finished)
     on_log_event("broadcast.chunk_failed", lambda event: CHUNKS.labels("failed").inc())
     on_log_event("broadcast.chunk_retry", lambda event: CHUNKS.labels("retried").inc())

@@ -17,6 +17,7 @@ from tests.stack_support import running_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCS_IMAGES = PROJECT_ROOT / "docs" / "images"
+METRICS_DASHBOARD = PROJECT_ROOT / "deploy" / "observability" / "grafana" / "dashboards" / "pru_app_metrics.json"
 # PRU_DOCS_SCREENSHOTS=1 makes the screenshot test write docs/images/ (committed) as well as the artifacts.
 DOCS_SCREENSHOTS_FLAG = "PRU_DOCS_SCREENSHOTS"
 

@@ -4,21 +4,31 @@ One stack for the module (nginx, Gunicorn ×2, a Celery worker, beat and Flower 
 Bugsink as its SENTRY_DSN and Debian's Prometheus scraping Gunicorn's and the worker's /metrics.
 """
 
+import json
+import re
 import time
 
 import psycopg2
 import pytest
 import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from devservers.prometheus import RULES
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS, artifacts_dir
 from tests.stack_support import client_from
 
 from .dashboards import (
     ADMIN_PASSWORD,
     ADMIN_USERNAME,
+    FLOWER_PASSWORD,
+    FLOWER_USER,
+    METRICS_DASHBOARD,
     flower_tasks,
     observed_stack,
     sample_sum,
     samples,
+    save_screenshot,
 )
 
 pytestmark = pytest.mark.stack
@@ -45,6 +55,16 @@ def bugsink(observed):
 @pytest.fixture(scope="module")
 def prometheus(observed):
     return observed[2]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +322,70 @@ def test_prometheus_scrapes_the_stack_and_fires_broadcast_stalled(stack, prometh
         "failed",
         "retried",
     }
+
+
+# --- the Grafana dashboard's and the rules' PromQL, run against this Prometheus --------------------
+
+METRIC_NAME = re.compile(r"\bpru_[a-z0-9_]+")
+
+
+def _exported_sample_names(stack) -> set[str]:
+    names = set()
+    for text in (requests.get(stack.gunicorn_url + "/metrics", timeout=10).text, _worker_metrics(stack)):
+        for family in text_string_to_metric_families(text):
+            names |= {sample.name for sample in family.samples}
+    return names
+
+
+def test_every_promql_query_of_the_dashboard_and_the_rules_runs_and_names_only_exported_metrics(stack, prometheus):
+    dashboard = json.loads(METRICS_DASHBOARD.read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets") or []]
+    rules = yaml.safe_load(RULES.read_text())
+    expressions += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    assert len(expressions) > 30
+    exported = _exported_sample_names(stack)
+    for expression in expressions:
+        # Prometheus parses and runs it (promtool cannot check a bare expression).
+        prometheus.api("query", query=expression)
+        unknown = set(METRIC_NAME.findall(expression)) - exported
+        assert not unknown, f"{expression!r} names metrics nothing exports: {unknown}"
+
+
+# --- screenshots for docs/observability.md ------------------------------------------------------------
+
+
+def test_screenshots_of_bugsink_prometheus_and_flower(stack, bugsink, prometheus, browser):
+    """Each dashboard as an operator sees it (PRU_DOCS_SCREENSHOTS=1 also writes docs/images/)."""
+    artifacts = artifacts_dir()
+    # Something on each page: an issue in Bugsink, a task in Flower, an alert in Prometheus.
+    issues = bugsink.issues()
+    assert issues, "run the module: the Bugsink tests leave issues behind"
+    issue = next((item for item in issues if "refuse_image" in item["calculated_value"]), issues[0])
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(bugsink.url + "/accounts/login/")
+        page.fill("input[name=username]", bugsink.admin_email)
+        page.fill("input[name=password]", bugsink.admin_password)
+        page.click("button[type=submit], input[type=submit]")
+        page.goto(f"{bugsink.url}/issues/issue/{issue['id']}/event/last/details/")
+        assert "broadcast_id" in page.content()
+        save_screenshot(page, "bugsink-issue.png", artifacts)
+
+        page.goto(prometheus.url + "/alerts?search=BroadcastStalled")
+        page.get_by_text("BroadcastStalled").first.wait_for()
+        save_screenshot(page, "prometheus-alerts.png", artifacts)
+    finally:
+        context.close()
+
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 900}, http_credentials={"username": FLOWER_USER, "password": FLOWER_PASSWORD}
+    )
+    try:
+        page = context.new_page()
+        page.goto(stack.flower_url + "/tasks")
+        page.get_by_text(CHUNK_TASK).first.wait_for()
+        save_screenshot(page, "flower-tasks.png", artifacts)
+    finally:
+        context.close()
