@@ -8,7 +8,7 @@ class ChatConfig(AppConfig):
     def ready(self):
         # Connects the receivers, and registers the tasks that services queue by name in every process.
         from chat import tasks  # noqa: F401
-        from chat.metrics import connect_event_metrics
         from chat.messaging import signals  # noqa: F401
+        from chat.metrics import connect_event_metrics
 
         connect_event_metrics()

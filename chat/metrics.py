@@ -17,7 +17,7 @@ from django.db.models.functions import Greatest
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from chat.models import Broadcast, BroadcastChunk, BroadcastStatus, ChunkStatus, Image
+from chat.models import Broadcast, BroadcastChunk, BroadcastStatus, ChunkStatus, Image, ImageStatus
 from core.metrics import NAMESPACE, on_log_event, queue_depth_family, redis_queue_lengths
 
 CHUNKS = Counter(
@@ -106,26 +106,35 @@ def connect_event_metrics() -> None:
 
 # --- read at scrape time ----------------------------------------------------------------------------
 
-OPEN_BROADCAST_STATUSES = (BroadcastStatus.QUEUED, BroadcastStatus.RUNNING)
+OPEN_BROADCAST_STATUSES: tuple[str, ...] = (BroadcastStatus.QUEUED, BroadcastStatus.RUNNING)
+LIVE_CHUNK_STATUSES: tuple[str, ...] = (ChunkStatus.PENDING, ChunkStatus.RUNNING)
 
 
 class DatabaseCollector:
     """Chunks pending and running, open broadcasts and their last movement, images by status: four queries."""
 
     def collect(self) -> Iterable[Metric]:
-        chunks = GaugeMetricFamily(
+        yield self._chunks()
+        yield from self._open_broadcasts()
+        yield self._images()
+
+    @staticmethod
+    def _chunks() -> Metric:
+        family = GaugeMetricFamily(
             f"{NAMESPACE}_broadcast_chunks", "Broadcast chunks now pending or running.", labels=["status"]
         )
-        counts = dict(
-            BroadcastChunk.objects.filter(status__in=(ChunkStatus.PENDING, ChunkStatus.RUNNING))
+        counts: dict[str, int] = dict(
+            BroadcastChunk.objects.filter(status__in=LIVE_CHUNK_STATUSES)
             .values_list("status")
             .annotate(count=Count("id"))
             .values_list("status", "count")
         )
-        for status in (ChunkStatus.PENDING, ChunkStatus.RUNNING):
-            chunks.add_metric([status], counts.get(status, 0))
-        yield chunks
+        for chunk_status in LIVE_CHUNK_STATUSES:
+            family.add_metric([chunk_status], counts.get(chunk_status, 0))
+        return family
 
+    @staticmethod
+    def _open_broadcasts() -> Iterable[Metric]:
         open_broadcasts = GaugeMetricFamily(
             f"{NAMESPACE}_broadcasts_open", "Broadcasts queued or running.", labels=["status"]
         )
@@ -134,34 +143,34 @@ class DatabaseCollector:
             "When an open broadcast last moved: started, or a chunk queued, claimed or finished (Unix time).",
             labels=["broadcast_id"],
         )
-        by_status = dict.fromkeys(OPEN_BROADCAST_STATUSES, 0)
+        by_status: dict[str, int] = dict.fromkeys(OPEN_BROADCAST_STATUSES, 0)
         rows = (
             Broadcast.objects.filter(status__in=OPEN_BROADCAST_STATUSES)
-            .annotate(
-                chunk_moved=Max(Greatest("chunks__queued_at", "chunks__claimed_at", "chunks__finished_at")),
-            )
+            # PostgreSQL's GREATEST skips NULLs: the latest of whatever each chunk has recorded.
+            .annotate(chunk_moved=Max(Greatest("chunks__queued_at", "chunks__claimed_at", "chunks__finished_at")))
             .values_list("pk", "status", "started_at", "chunk_moved")
         )
-        for broadcast_id, status, started_at, chunk_moved in rows:
-            by_status[status] += 1
+        for broadcast_id, broadcast_status, started_at, chunk_moved in rows:
+            by_status[broadcast_status] += 1
             last = max(moment for moment in (started_at, chunk_moved) if moment is not None)
             moved.add_metric([str(broadcast_id)], last.timestamp())
-        for status, count in by_status.items():
-            open_broadcasts.add_metric([status], count)
-        yield open_broadcasts
-        yield moved
+        for broadcast_status, count in by_status.items():
+            open_broadcasts.add_metric([broadcast_status], count)
+        return [open_broadcasts, moved]
 
-        images = GaugeMetricFamily(
+    @staticmethod
+    def _images() -> Metric:
+        family = GaugeMetricFamily(
             f"{NAMESPACE}_images",
             "Images by status: stored, pending, failed, and missing, corrupt or lost as verify found them.",
             labels=["status"],
         )
-        image_counts = dict(
+        counts: dict[str, int] = dict(
             Image.objects.values_list("status").annotate(count=Count("id")).values_list("status", "count")
         )
-        for status in Image._meta.get_field("status").choices or ():
-            images.add_metric([status[0]], image_counts.get(status[0], 0))
-        yield images
+        for image_status in ImageStatus.values:
+            family.add_metric([image_status], counts.get(image_status, 0))
+        return family
 
 
 def celery_queue_names() -> list[str]:
