@@ -140,7 +140,7 @@ def _observability_summary(stack: LocalStack, bugsink: BugsinkServer, prometheus
     lines = [
         f"  Bugsink {bugsink.url} (user {bugsink.admin_email}, password in {bugsink.run_dir / 'admin_password'})",
         f"  SENTRY_DSN={bugsink.dsn}",
-        f"  Prometheus {prometheus.url} (alerts {prometheus.url}/alerts), scraping {stack.gunicorn_url}/metrics",
+        f"  Prometheus {prometheus.url} (alerts {prometheus.url}/classic/alerts), scraping {stack.gunicorn_url}/metrics",
     ]
     if stack.env.get("FLOWER_PORT"):
         lines.append(

@@ -362,18 +362,20 @@ def test_screenshots_of_bugsink_prometheus_and_flower(stack, bugsink, prometheus
     assert issues, "run the module: the Bugsink tests leave issues behind"
     issue = next((item for item in issues if "refuse_image" in item["calculated_value"]), issues[0])
 
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # Tall enough for the issue's tags (request_id, broadcast_id) beside its event.
+    context = browser.new_context(viewport={"width": 1400, "height": 1500})
     try:
         page = context.new_page()
         page.goto(bugsink.url + "/accounts/login/")
         page.fill("input[name=username]", bugsink.admin_email)
         page.fill("input[name=password]", bugsink.admin_password)
-        page.click("button[type=submit], input[type=submit]")
+        page.click("form button")
         page.goto(f"{bugsink.url}/issues/issue/{issue['id']}/event/last/details/")
         assert "broadcast_id" in page.content()
         save_screenshot(page, "bugsink-issue.png", artifacts)
 
-        page.goto(prometheus.url + "/alerts?search=BroadcastStalled")
+        # Debian's build ships Prometheus's classic UI (its root redirects there).
+        page.goto(prometheus.url + "/classic/alerts")
         page.get_by_text("BroadcastStalled").first.wait_for()
         save_screenshot(page, "prometheus-alerts.png", artifacts)
     finally:
