@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
-from prometheus_client import (
+
+# prometheus_client turns multiprocess mode on when the variable merely exists, and an empty one makes it
+# write its files into the working directory: empty means off (before prometheus_client is imported).
+for _variable in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+    if _variable in os.environ and not os.environ[_variable].strip():
+        del os.environ[_variable]
+
+from prometheus_client import (  # noqa: E402 (after the environment fix above)
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
