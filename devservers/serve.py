@@ -132,7 +132,7 @@ def _observability_overrides(run_dir: Path, *, dsn: str, flower_port: int) -> di
 def _scrape_targets(stack: LocalStack) -> dict[str, list[str]]:
     targets = {"web": [stack.env["GUNICORN_BIND"]]}
     if stack.env.get("CELERY_BROKER_URL"):
-        targets["worker"] = [f"127.0.0.1:{stack.env['CELERY_METRICS_PORT']}"]
+        targets["worker"] = stack.worker_metrics_addresses
     return targets
 
 

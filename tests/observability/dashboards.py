@@ -88,7 +88,7 @@ def observed_stack(tmp_path_factory):
                 run_dir=tmp_path_factory.mktemp("prometheus"),
                 targets={
                     "web": [stack.env["GUNICORN_BIND"]],
-                    "worker": [f"127.0.0.1:{stack.env['CELERY_METRICS_PORT']}"],
+                    "worker": stack.worker_metrics_addresses,
                 },
                 rule_files=[fast_rules(run_dir / "alerts-fast.yml")],
                 scrape_interval="1s",
