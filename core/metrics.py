@@ -28,7 +28,7 @@ from prometheus_client import (  # noqa: E402 (after the environment fix above)
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402 (as above)
 
 METRICS_PATH = "/metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
