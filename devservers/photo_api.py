@@ -227,9 +227,17 @@ def main(argv=None) -> None:
     parser.add_argument("--photos", type=int, default=132, help="how many photos the API lists (default 132)")
     parser.add_argument("--image-size", type=int, default=100_000, help="bytes per JPEG (default about 100 KB)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument(
+        "--photo-host", help="host name in the photos' URLs (default: --host), e.g. a compose service name"
+    )
     args = parser.parse_args(argv)
     server = PhotoApiServer(
-        photos=args.photos, image_size=args.image_size, latency=args.latency, host=args.host, port=args.port
+        photos=args.photos,
+        image_size=args.image_size,
+        latency=args.latency,
+        host=args.host,
+        port=args.port,
+        photo_host=args.photo_host,
     )
     print(f"Photo API on {server.url} ({args.photos} photos); Ctrl-C to stop", flush=True)
     try:
