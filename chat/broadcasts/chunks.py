@@ -17,6 +17,7 @@ import structlog
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import (
+    BigIntegerField,
     Case,
     CharField,
     DateTimeField,
@@ -32,9 +33,11 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
-from chat.broadcasts.inserts import count_chats, insert_missing_messages
+from chat.broadcasts.inserts import insert_missing_messages
+from chat.broadcasts.slots import chunk_slot
 from chat.models import (
     UNFINISHED_BROADCAST_STATUSES,
     Broadcast,
@@ -42,6 +45,7 @@ from chat.models import (
     BroadcastStatus,
     Chat,
     ChunkStatus,
+    Message,
 )
 from core.database import TRANSIENT_DATABASE_ERRORS
 
@@ -69,7 +73,8 @@ class ChunkRun:
     chunk_id: int
     # ran: this call committed the chunk; finished: it was done before (or by a run that
     # took over this call's claim); leased: another runner holds a live lease;
-    # not_runnable: its broadcast is finished (failed and not resumed), or it is out of attempts.
+    # not_runnable: its broadcast is finished (failed and not resumed), or it is out of attempts;
+    # throttled: no concurrency slot was free (slots.py), the chunk was not claimed: try again later.
     outcome: str
     created: int = 0
     lease_seconds_left: float = 0.0
@@ -114,8 +119,12 @@ def _chunk_upper_bounds(chats_per_chunk: int) -> list[tuple[int, int]]:
         return cursor.fetchall()
 
 
-def chunk_run(*, chunk_id: int, owner: str, close: bool = True) -> ChunkRun:
+def chunk_run(*, chunk_id: int, owner: str, close: bool = True, slot_wait_seconds: float | None = None) -> ChunkRun:
     """Claim the chunk for owner and create its messages; close the broadcast when it was the last.
+
+    The chunk runs in one of the bounded concurrency slots (chat/broadcasts/slots.py), waited
+    for up to slot_wait_seconds (default BROADCAST_SLOT_WAIT_SECONDS); without one it is left
+    unclaimed and the outcome is "throttled".
 
     close=False leaves the closing to the caller (the in-process runner closes once, at its end,
     with the first chunk's error as the cause).
@@ -125,6 +134,18 @@ def chunk_run(*, chunk_id: int, owner: str, close: bool = True) -> ChunkRun:
     Transient database errors propagate after the claim is released; any other error marks
     the chunk failed and raises ChunkFailed.
     """
+    if slot_wait_seconds is None:
+        slot_wait_seconds = settings.BROADCAST_SLOT_WAIT_SECONDS
+    broadcast_id = BroadcastChunk.objects.filter(pk=chunk_id).values_list("broadcast_id", flat=True).first()
+    if broadcast_id is None:
+        return ChunkRun(chunk_id=chunk_id, outcome="not_runnable")
+    with chunk_slot(broadcast_id=broadcast_id, wait_seconds=slot_wait_seconds) as slot:
+        if not slot:
+            return ChunkRun(chunk_id=chunk_id, outcome="throttled")
+        return _run_claimed(chunk_id=chunk_id, owner=owner, close=close)
+
+
+def _run_claimed(*, chunk_id: int, owner: str, close: bool) -> ChunkRun:
     claim = _claim(chunk_id=chunk_id, owner=owner)
     if isinstance(claim, ChunkRun):
         return claim
@@ -171,9 +192,16 @@ def _claim(*, chunk_id: int, owner: str):
     )
     token = uuid.uuid4()
     claimable = Q(status=ChunkStatus.PENDING) | lease_expired() | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
+    # Its broadcast as EXISTS, never as a join: Django turns an UPDATE with a join into
+    # "WHERE id IN (SELECT … )", whose conditions PostgreSQL does not re-check on the row it waited
+    # for. A claim queued behind a commit's row lock would then take back the chunk that just
+    # succeeded (test_races.py). On the chunk row itself, the claimable test is re-checked.
+    unfinished_broadcast = Broadcast.objects.filter(
+        pk=OuterRef("broadcast_id"), status__in=UNFINISHED_BROADCAST_STATUSES
+    )
     claimed = (
         BroadcastChunk.objects.filter(claimable, pk=chunk_id, attempts__lt=settings.BROADCAST_CHUNK_MAX_ATTEMPTS)
-        .filter(broadcast__status__in=UNFINISHED_BROADCAST_STATUSES)
+        .filter(Exists(unfinished_broadcast))
         .update(
             status=ChunkStatus.RUNNING,
             attempts=F("attempts") + 1,
@@ -182,6 +210,7 @@ def _claim(*, chunk_id: int, owner: str):
             claim_token=token,
             leased_until=lease,
             claimed_at=Now(),
+            message_ids_above=_message_ids_handed_out(),
         )
     )
     chunk = BroadcastChunk.objects.select_related("broadcast").get(pk=chunk_id)
@@ -198,6 +227,24 @@ def _claim(*, chunk_id: int, owner: str):
             chunk_id=chunk_id, outcome="not_runnable", closed=broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
         )
     return ChunkRun(chunk_id=chunk_id, outcome="leased", lease_seconds_left=_lease_seconds_left(chunk))
+
+
+def _message_ids_handed_out():
+    """The largest message id handed out so far to any connection, committed or not (0: none yet).
+
+    Recorded by the claim, which commits before its run draws a single id (from a fresh block:
+    _fresh_message_ids), so every message the run writes has a larger id. Readers rely on it
+    (chat/messaging/selectors.py, chat_messages_shown). Any later writer of messages must do the same.
+    """
+    if connection.vendor == "postgresql":
+        # The sequence's own counter: O(1), and counts the blocks other connections cached.
+        return RawSQL(
+            "COALESCE(pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass), 0)",
+            [Message._meta.db_table],
+            output_field=BigIntegerField(),
+        )
+    # SQLite: one writer at a time and AUTOINCREMENT ids, so the largest id so far is the bound.
+    return Coalesce(Subquery(Message.objects.order_by("-pk").values("pk")[:1]), 0)
 
 
 def _lease_is_live(chunk: BroadcastChunk) -> bool:
@@ -233,12 +280,11 @@ def _insert_and_commit(chunk: BroadcastChunk, token: uuid.UUID) -> int:
     with transaction.atomic():
         _limit_statement_time()
         _fresh_message_ids()
-        chats = count_chats(after_chat_id=chunk.after_chat_id, up_to_chat_id=chunk.up_to_chat_id)
-        created = insert_missing_messages(
+        # The chats and images it counts are the live ones it locked: one deleted meanwhile is not counted.
+        inserted = insert_missing_messages(
             image_ids=image_ids, after_chat_id=chunk.after_chat_id, up_to_chat_id=chunk.up_to_chat_id
         )
-        # Pairs that were already there, from an earlier or a concurrent send.
-        skipped = max(chats * len(image_ids) - created, 0)
+        chats, created, skipped = inserted.chats, inserted.created, inserted.skipped
         committed = BroadcastChunk.objects.filter(pk=chunk.pk, status=ChunkStatus.RUNNING, claim_token=token).update(
             status=ChunkStatus.SUCCEEDED,
             chat_count=chats,
@@ -265,12 +311,13 @@ def _limit_statement_time() -> None:
 
 
 def _fresh_message_ids() -> None:
-    """Message ids above every id handed out so far: a recipient's read watermark is a message id.
+    """Message ids above every id handed out before: above the claim's message_ids_above.
 
     Each connection caches 1,000 ids of the sequence (migration 0002). A long-lived connection
-    would otherwise give a new broadcast's messages ids from a block it took long ago, below
-    messages the recipient already read, and they would count as read unseen. Costs one statement
-    and up to 999 skipped ids a chunk.
+    would otherwise give this run's messages ids from a block it took before the claim, below
+    the floor readers rely on (docs/api.md, "Read state"). Runs after the claim committed and
+    before the first insert, whatever the insert statement is. Costs one statement and up to
+    999 skipped ids a chunk.
     """
     if connection.vendor != "postgresql":
         return
@@ -322,14 +369,30 @@ def _give_up(chunk: BroadcastChunk) -> None:
 
 
 def broadcast_close_if_done(*, broadcast_id: int, cause: BaseException | None = None) -> Broadcast | None:
-    """Finish the broadcast when no chunk is left to run, in one conditional UPDATE; the caller that wins logs it.
+    """Finish the broadcast when no chunk is left to run; the caller whose UPDATE changed the row logs it.
 
     Runs after the caller's chunk has committed: of two last chunks finishing together, the
-    one that commits second sees both done.
+    one that commits second sees both done. It holds the broadcast's row lock, as a resume does,
+    and reads the chunks only once it has it: a resume that made a failed chunk pending commits
+    before this reads, or waits until the broadcast is closed and then reopens it.
     """
+    with transaction.atomic():
+        locked = list(
+            Broadcast.objects.select_for_update()
+            .filter(pk=broadcast_id, status__in=UNFINISHED_BROADCAST_STATUSES)
+            .values_list("pk", flat=True)
+        )
+        # A new statement: in READ COMMITTED it sees every chunk state committed before the lock was granted.
+        closed = bool(locked) and _close_if_no_chunk_left(broadcast_id)
+    if not closed:
+        return None
+    return _log_closed(broadcast_id, cause)
+
+
+def _close_if_no_chunk_left(broadcast_id: int) -> bool:
     chunks = BroadcastChunk.objects.filter(broadcast=OuterRef("pk")).order_by()
     failed = chunks.filter(status=ChunkStatus.FAILED)
-    closed = (
+    return bool(
         Broadcast.objects.filter(pk=broadcast_id, status__in=UNFINISHED_BROADCAST_STATUSES)
         .exclude(Exists(chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING])))
         .update(
@@ -347,8 +410,9 @@ def broadcast_close_if_done(*, broadcast_id: int, cause: BaseException | None = 
             finished_at=Now(),
         )
     )
-    if not closed:
-        return None
+
+
+def _log_closed(broadcast_id: int, cause: BaseException | None) -> Broadcast:
     broadcast = Broadcast.objects.get(pk=broadcast_id)
     fields: dict[str, object] = dict(  # noqa: C408 (reads as the event's keyword fields)
         broadcast_id=broadcast.pk,

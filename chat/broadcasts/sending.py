@@ -28,6 +28,7 @@ from chat.broadcasts.chunks import (
     lease_expired,
 )
 from chat.broadcasts.queue import BrokerUnavailable, chunks_enqueue
+from chat.broadcasts.slots import slot_limits
 from chat.models import (
     UNFINISHED_BROADCAST_STATUSES,
     Broadcast,
@@ -151,7 +152,8 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
     Raises BroadcastError when it ends failed, or when a database outage outlasts the retries
     (the rest stay pending for resume_broadcasts, or for the sweeper when there is a broker).
     """
-    workers = workers or settings.BROADCAST_WORKERS
+    # More connections than concurrency slots would only wait for them (chat/broadcasts/slots.py).
+    workers = min([workers or settings.BROADCAST_WORKERS, *(bound for bound in slot_limits() if bound)])
     owner = f"in-process:{uuid.uuid4().hex}"
     chunk_ids = list(
         broadcast.chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING])
@@ -164,7 +166,7 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
             first_failure = first_failure or failure
     except TRANSIENT_DATABASE_ERRORS as error:
         interruption = error
-        _interrupted(broadcast, error)
+        _interrupted(broadcast, error, owner=owner)
 
     def close():
         broadcast.refresh_from_db()
@@ -213,8 +215,8 @@ def _run_chunks(chunk_ids: list[int], *, owner: str, workers: int):
         for chunk_id in chunk_ids:
             yield _run_chunk_to_the_end(chunk_id, owner)
         return
-    # The foreign-key checks PostgreSQL runs per row are CPU-bound: one backend per core
-    # divides the wall time. At most 2 × workers chunks are in flight.
+    # A chunk's insert is CPU-bound on the database: one backend per core divides the wall time
+    # (within the concurrency slots). At most 2 × workers chunks are in flight.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="broadcast") as pool:
         in_flight: deque[Future[ChunkFailed | None]] = deque()
         for chunk_id in chunk_ids:
@@ -233,9 +235,14 @@ def _run_chunk_on_own_connection(chunk_id: int, owner: str) -> ChunkFailed | Non
 
 
 def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
-    """Run one chunk, retrying transient database errors with backoff, waiting out another runner's lease."""
+    """Run one chunk, retrying transient database errors with backoff, waiting out another runner's lease.
+
+    Waits for a concurrency slot as long as it takes (other sends, or workers, hold them).
+    """
     delay = 0.5
-    for attempt in range(1, settings.BROADCAST_CHUNK_MAX_ATTEMPTS + 1):
+    attempt = 0
+    while attempt < settings.BROADCAST_CHUNK_MAX_ATTEMPTS:
+        attempt += 1
         try:
             result = chunk_run(chunk_id=chunk_id, owner=owner, close=False)
         except ChunkFailed as failure:
@@ -247,6 +254,9 @@ def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
             delay = min(delay * 2, 8.0)
             connection.close_if_unusable_or_obsolete()
             continue
+        if result.outcome == "throttled":
+            attempt -= 1  # not an attempt: the chunk was not claimed
+            continue
         if result.outcome != "leased":
             return None
         # Another runner holds it: it finishes it, or its lease runs out and this run takes over.
@@ -255,33 +265,34 @@ def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
     return None
 
 
-def _interrupted(broadcast: Broadcast, error: Exception) -> None:
-    """The database went away for longer than the retries: say so, unless workers will carry on."""
+def _interrupted(broadcast: Broadcast, error: Exception, *, owner: str) -> None:
+    """The database went away for longer than the retries: say so, unless workers will carry on.
+
+    Never raises a database error: it runs while the database may still be down, and its caller
+    (an admin action, a command) must answer with a message.
+    """
     logger.warning("broadcast.interrupted", broadcast_id=broadcast.pk, error=repr(error))
     connection.close_if_unusable_or_obsolete()
     if settings.CELERY_BROKER_URL:
         try:
             chunks_enqueue(broadcast_id=broadcast.pk)
-        except BrokerUnavailable:
-            pass  # the sweeper re-queues a broadcast without progress
+        except (BrokerUnavailable, *TRANSIENT_DATABASE_ERRORS):
+            pass  # still down: the sweeper re-queues a broadcast without progress
         return
+    reason = f"Interrupted: {error!r}. Run `manage.py resume_broadcasts --id {broadcast.pk}` to finish it."
     try:
-        marked = Broadcast.objects.filter(pk=broadcast.pk, status__in=UNFINISHED_BROADCAST_STATUSES).update(
-            status=BroadcastStatus.FAILED,
-            error=f"Interrupted: {error!r}. Run `manage.py resume_broadcasts --id {broadcast.pk}` to finish it.",
-            finished_at=Now(),
-        )
+        with transaction.atomic():
+            # As resume and close: under the broadcast's row lock, so none of them sees half of this.
+            Broadcast.objects.select_for_update().filter(pk=broadcast.pk).values_list("pk", flat=True).first()
+            # No runner is left for these (this run's own threads have all returned): failed, for resume to
+            # make pending again. A chunk another runner holds under a live lease is left to it.
+            broadcast.chunks.filter(
+                Q(status=ChunkStatus.PENDING) | lease_expired() | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
+            ).update(status=ChunkStatus.FAILED, leased_until=None, finished_at=Now(), last_error=reason)
+        # Closes it failed (logged once) unless another runner still holds a chunk, which then closes it.
+        broadcast_close_if_done(broadcast_id=broadcast.pk, cause=error)
     except TRANSIENT_DATABASE_ERRORS:
-        return  # still down: the row says running until someone resumes it
-    if marked:
-        broadcast.refresh_from_db()
-        logger.error(
-            "broadcast.failed",
-            broadcast_id=broadcast.pk,
-            staff_user_id=broadcast.sent_by_id,
-            error=broadcast.error,
-            exc_info=error,
-        )
+        return  # still down: the row says running, no live lease, until someone resumes it
 
 
 def broadcast_resume(*, broadcast: Broadcast) -> SendOutcome:
@@ -307,8 +318,11 @@ def broadcast_resume(*, broadcast: Broadcast) -> SendOutcome:
     if not settings.CELERY_BROKER_URL:
         try:
             return SendOutcome(broadcast=broadcast_run(broadcast=broadcast))
-        except BroadcastError:
-            broadcast.refresh_from_db()
+        except BroadcastError as error:
+            try:
+                broadcast.refresh_from_db()
+            except TRANSIENT_DATABASE_ERRORS:
+                raise error from None  # it says the database is unavailable; the row says what committed
             return SendOutcome(broadcast=broadcast)
     try:
         chunks_enqueue(broadcast_id=broadcast.pk)

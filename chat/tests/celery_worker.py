@@ -8,6 +8,7 @@ import sys
 import time
 
 from django.db import connection
+from django.test import override_settings
 
 from chat.models import BroadcastStatus
 from chat.tests.subprocess_helpers import PROJECT_ROOT
@@ -16,6 +17,11 @@ from pru_app.celery import app as celery_app
 
 def new_queue_name() -> str:
     return f"pru-test-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def sweeper_queue(queue: str) -> str:
+    """The sweeper's queue beside a default queue, as pru_app.settings derives CELERY_SWEEPER_QUEUE."""
+    return f"{queue}.sweeper"
 
 
 def child_environment(*, broker_url: str, queue: str, env_overrides: dict | None = None) -> dict:
@@ -42,8 +48,11 @@ def publishing_to(*, broker_url: str, queue: str):
     previous = {key: celery_app.conf[key] for key in ("broker_url", "task_always_eager", "task_default_queue")}
     celery_app.conf.update(broker_url=broker_url, task_always_eager=False, task_default_queue=queue)
     _forget_broker_connections()
+    # The queues of their own beside the default one, named as settings names them for a worker
+    # whose CELERY_TASK_DEFAULT_QUEUE is `queue` (pru_app.celery.route_task reads them at each publish).
     try:
-        yield
+        with override_settings(**own_queues(queue)):
+            yield
     finally:
         celery_app.conf.update(previous)
         _forget_broker_connections()
@@ -81,14 +90,19 @@ def stop_process_group(process, *, timeout=20):
         process.wait(timeout=10)
 
 
+def own_queues(queue: str) -> dict[str, str]:
+    """The settings of the queues a worker with CELERY_TASK_DEFAULT_QUEUE=queue derives from it."""
+    return {"CELERY_SWEEPER_QUEUE": sweeper_queue(queue), "CELERY_BROADCAST_QUEUE": f"{queue}.broadcasts"}
+
+
 def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, name: str | None = None) -> list[str]:
-    """As deploy/compose/worker/start runs it, on the test's queue."""
+    """As deploy/compose/worker/start runs it, on the test's queue and the queues derived from it."""
     arguments = [
         "worker",
         "--pool",
         pool,
         "-Q",
-        queue,
+        ",".join([queue, *own_queues(queue).values()]),
         "--without-heartbeat",
         "--without-gossip",
         "--without-mingle",
