@@ -239,6 +239,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--image-size", type=int, default=100_000, help="bytes per noise JPEG (default about 100 KB)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument(
+        "--photo-host", help="host name in the photos' URLs (default: --host), e.g. a compose service name"
+    )
     args = parser.parse_args(argv)
     server = PhotoApiServer(
         photos=args.photos,
@@ -247,6 +250,7 @@ def main(argv=None) -> None:
         host=args.host,
         port=args.port,
         picture_width=args.picture_width or None,
+        photo_host=args.photo_host,
     )
     print(f"Photo API on {server.url} ({args.photos} photos); Ctrl-C to stop", flush=True)
     try:

@@ -9,6 +9,7 @@ import os
 
 import structlog
 
+from core.metrics import count_log_events
 from pru_app.sentry_setup import SentryLogProcessor
 
 GUNICORN_ACCESS_EVENT = "gunicorn.access"
@@ -131,6 +132,8 @@ def configure_structlog(*, log_format: str) -> None:
             *SHARED_PROCESSORS,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
+            # Domain events that move a Prometheus counter (core.metrics.on_log_event).
+            count_log_events,
             # Before rendering, while exc_info is still the exception: events and breadcrumbs.
             SentryLogProcessor(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

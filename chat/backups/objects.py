@@ -16,8 +16,9 @@ from chat.backups.errors import BackupError
 from chat.images.objects import object_keys
 from chat.images.rendition_verification import rendition_object_pages
 from core.concurrency import ContextThreadPool
+from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
-from core.object_storage import s3_client
+from core.object_storage import s3_client, storage_deadline
 
 MANIFEST = "manifest.jsonl"
 OBJECTS = "objects"
@@ -84,16 +85,18 @@ def _download(storage: Storage, key: str, root: Path) -> ObjectCopy:
     partial = path.with_name(path.name + ".partial")
     content_type, metadata = "", {}
     try:
-        if isinstance(storage, S3Storage):
-            client = s3_client(storage)
-            response = client.get_object(Bucket=storage.bucket_name, Key=key)
-            content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
-            body = response["Body"]
-        else:
-            body = storage.open(key, "rb")
-        with body, partial.open("wb") as out:
-            sha256, size = sha256_of(chunks_of(body), sink=out.write)
-    except (BotoCoreError, ClientError, OSError) as error:
+        # A wall-clock bound on each object's copy, however slowly the storage sends it.
+        with storage_deadline(f"backup of {key}"):
+            if isinstance(storage, S3Storage):
+                client = s3_client(storage)
+                response = client.get_object(Bucket=storage.bucket_name, Key=key)
+                content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
+                body = response["Body"]
+            else:
+                body = storage.open(key, "rb")
+            with body, partial.open("wb") as out:
+                sha256, size = sha256_of(chunks_of(body), sink=out.write)
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         partial.unlink(missing_ok=True)
         raise BackupError(f"could not copy {key}: {error}") from error
     os.replace(partial, path)
@@ -113,7 +116,7 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
     if sha256 != copy.sha256:
         raise BackupError(f"{path} does not match the manifest (sha256 {sha256[:16]}…): the backup is damaged")
     try:
-        with path.open("rb") as handle:
+        with storage_deadline(f"restore of {copy.key}"), path.open("rb") as handle:
             if isinstance(storage, S3Storage):
                 client = s3_client(storage)
                 client.put_object(
@@ -129,7 +132,7 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
                     raise BackupError(f"storage saved {copy.key!r} as {saved!r}: enable allow_overwrite")
             else:
                 raise BackupError(f"cannot restore into {type(storage).__name__}")
-    except (BotoCoreError, ClientError, OSError) as error:
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         raise BackupError(f"could not restore {copy.key}: {error}") from error
     return copy
 
