@@ -110,9 +110,11 @@ def test_fetch_images_with_many_trickling_photos_ends_in_its_bound_and_releases_
     assert all("took longer than its 2s deadline" in row.last_error and not row.file.name for row in failed)
     # Nothing of the slow photos reached the bucket.
     stored_keys = set(Image.objects.filter(status=ImageStatus.STORED).values_list("file", flat=True))
-    listed = s3_storage.shared_client.list_objects_v2(Bucket=s3_storage.bucket_name).get("Contents", [])
-    assert {item["Key"] for item in listed if item["Key"].startswith("images/")} == stored_keys
-    assert len(stored_keys) == 4
+    # The originals (renditions are stored beside them, under renditions/).
+    listed = s3_storage.shared_client.list_objects_v2(Bucket=s3_storage.bucket_name, Prefix="images/").get(
+        "Contents", []
+    )
+    assert {item["Key"] for item in listed} == stored_keys and len(stored_keys) == 4
     # The fetch lock is free: another session (a scheduled fetch, verify --repair) can take it.
     other = psycopg2.connect(**_connection_params())
     try:
