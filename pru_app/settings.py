@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz before everything else (see the class).
     "core.middleware.LivenessProbeMiddleware",
+    # Times each request by route and status; answers /metrics (nginx refuses it from outside).
+    "core.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # SECURE_CSP below; nginx adds the same policy only where Django did not answer.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -225,6 +227,11 @@ IMAGE_FETCH_CONNECT_TIMEOUT = env.float("IMAGE_FETCH_CONNECT_TIMEOUT", default=5
 IMAGE_FETCH_READ_TIMEOUT = env.float("IMAGE_FETCH_READ_TIMEOUT", default=30.0)
 IMAGE_FETCH_RETRIES = env.int("IMAGE_FETCH_RETRIES", default=3)
 IMAGE_FETCH_WORKERS = env.int("IMAGE_FETCH_WORKERS", default=16)
+# Wall-clock bounds on a whole outbound request, headers and body, however slowly the peer sends
+# (core.deadlines): one photo's download, one page of the photo API, one object storage call.
+IMAGE_FETCH_DEADLINE = env.float("IMAGE_FETCH_DEADLINE", default=max(IMAGE_FETCH_READ_TIMEOUT * 4, 60.0))
+IMAGE_API_PAGE_DEADLINE = env.float("IMAGE_API_PAGE_DEADLINE", default=60.0)
+STORAGE_CALL_DEADLINE = env.float("STORAGE_CALL_DEADLINE", default=120.0)
 # How stored images reach browsers: "x-accel" (nginx fetches from storage),
 # "stream" (Django streams the bytes: file system or no nginx) or "presigned"
 # (redirect to a short-lived URL for AWS_S3_PUBLIC_ENDPOINT_URL).
@@ -285,12 +292,17 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
-# Broadcast chunks on a queue of their own, so a send never delays the other jobs, and a worker
-# of their own (compose `broadcast-worker`) with its own concurrency (docs/broadcasts.md).
+# Tasks with a queue of their own, so that no backlog of other tasks holds them back:
+# - the sweeper's, so a backlog of chunks or a long fetch never delays a sweep (docs/concurrency.md);
+#   every worker but broadcast-worker consumes it beside the default queue, compose's `sweeper` only it;
+# - broadcast chunks', so a send never delays the other jobs, on a worker of their own (compose
+#   `broadcast-worker`) with its own concurrency (docs/broadcasts.md).
+CELERY_SWEEPER_QUEUE = env.str("CELERY_SWEEPER_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.sweeper")
 CELERY_BROADCAST_QUEUE = env.str("CELERY_BROADCAST_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.broadcasts")
 # Task name → the setting naming its queue; every other task goes to CELERY_TASK_DEFAULT_QUEUE.
 # Read at each publish by pru_app.celery.route_task (a test may point a setting at its own queue).
 CELERY_QUEUE_SETTING_BY_TASK = {
+    "chat.tasks.broadcasts_sweep_task": "CELERY_SWEEPER_QUEUE",
     "chat.tasks.broadcast_chunk_task": "CELERY_BROADCAST_QUEUE",
 }
 CELERY_TASK_ROUTES = ("pru_app.celery.route_task",)
@@ -298,7 +310,8 @@ CELERY_TASK_ROUTES = ("pru_app.celery.route_task",)
 # pick theirs with CELERY_WORKER_QUEUES / CELERY_WORKER_EXCLUDE_QUEUES (deploy/compose/worker/start).
 # Declared as Celery declares a missing queue: a direct exchange of the same name.
 CELERY_TASK_QUEUES = [
-    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_BROADCAST_QUEUE)
+    Queue(name, Exchange(name), routing_key=name)
+    for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_SWEEPER_QUEUE, CELERY_BROADCAST_QUEUE)
 ]
 CELERY_TASK_ACKS_LATE = True
 # A task whose worker process died goes back to the queue instead of being acknowledged.
@@ -323,8 +336,9 @@ CELERY_BEAT_SCHEDULE = {
     "broadcasts-sweep": {
         "task": "chat.tasks.broadcasts_sweep_task",
         "schedule": BROADCAST_SWEEP_SECONDS,
-        # A sweep that waited a whole interval in the queue is replaced by the next one.
-        "options": {"expires": BROADCAST_SWEEP_SECONDS},
+        # A sweep that waited a whole interval in its queue is replaced by the next one; the queue is
+        # its own (CELERY_SWEEPER_QUEUE), so it waits only behind another sweep, never behind chunks.
+        "options": {"expires": BROADCAST_SWEEP_SECONDS, "queue": CELERY_SWEEPER_QUEUE},
     },
     **image_beat_schedule(
         fetch=IMAGE_FETCH_SCHEDULE, verify=IMAGE_VERIFY_SCHEDULE, verify_repair=IMAGE_VERIFY_SCHEDULE_REPAIR
@@ -370,3 +384,7 @@ init_sentry(
     traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     job_traces_sample_rate=env.float("SENTRY_JOB_TRACES_SAMPLE_RATE", default=1.0),
 )
+
+# Prometheus (docs/observability.md#metrics): gauges read from the database and the broker at each
+# scrape of /metrics, beside the counters of Gunicorn's processes (PROMETHEUS_MULTIPROC_DIR).
+METRICS_COLLECTORS = ["chat.metrics.DatabaseCollector", "chat.metrics.QueueDepthCollector"]

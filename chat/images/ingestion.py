@@ -17,6 +17,7 @@ from django.utils import timezone
 from chat.images.fetch_lock import image_fetch_lock
 from chat.images.fetch_reports import ImageFetchSummary, PageReport
 from chat.images.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
+from chat.images.renditions import image_renditions_record
 from chat.images.storing import (
     STORED_COPY_FIELDS,
     PhotoOutcome,
@@ -94,7 +95,11 @@ def _fetch_locked(
         "image_fetch.started", source=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh
     )
     storage_check(storage=storage)
-    client = PhotoApiClient(list_url=api_url, session=outbound_session(OutboundPolicy.from_settings(pool_size=2)))
+    client = PhotoApiClient(
+        list_url=api_url,
+        session=outbound_session(OutboundPolicy.from_settings(pool_size=2)),
+        deadline_seconds=settings.IMAGE_API_PAGE_DEADLINE,
+    )
     session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
     try:
         with fewer_gil_handoffs(), ContextThreadPool(max_workers=workers, thread_name_prefix="image-fetch") as executor:
@@ -235,6 +240,9 @@ class _Run:
                 update_conflicts=True,
                 unique_fields=["source_url"],
                 update_fields=_FIELDS_WRITTEN,
+            )
+            image_renditions_record(
+                (image.pk, outcome.renditions) for image, outcome in done if outcome.renditions is not None
             )
         report = batch.report
         for image, outcome in done:

@@ -3,10 +3,13 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, JSONObject
 
 from chat.images.selectors import staff_may_view_images
-from chat.models import Chat, Image, ImageStatus, Message
+from chat.models import BroadcastChunk, Chat, ChunkStatus, Image, ImageRendition, ImageStatus, Message
+from core.database import BIGINT_MAX
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class MessageRow:
     image_status: str | None
     image_width: int | None
     image_height: int | None
+    # [{"width", "height", "sha256"}, ...] narrowest first; empty while the image has none.
+    image_renditions: list[dict]
 
     @property
     def image_stored(self) -> bool:
@@ -59,9 +64,33 @@ def chat_for_reader(*, user, chat_id: int | None = None) -> Chat:
     return chats.get()
 
 
+def chat_read_floor(chat_id: int):
+    """The largest message id a reader of the chat may be shown now (an expression, BIGINT_MAX when no bound).
+
+    Every message of the chat at or below it has committed, and none will ever commit below it:
+    each writer of the chat's messages is a running chunk whose ids all lie above its claim's
+    message_ids_above (chat/broadcasts/chunks.py), recorded and committed before it drew an id.
+    A chunk whose claim this statement cannot see yet draws its ids after that claim commits,
+    above every id this statement can see. A running chunk without the value (claimed before
+    migration 0006) holds the chat at 0 until its lease runs out. docs/api.md, "Read state".
+    """
+    running = BroadcastChunk.objects.filter(
+        status=ChunkStatus.RUNNING, after_chat_id__lt=chat_id, up_to_chat_id__gte=chat_id
+    ).annotate(floor=Coalesce("message_ids_above", 0))
+    return Coalesce(Subquery(running.order_by("floor").values("floor")[:1]), BIGINT_MAX)
+
+
+def chat_messages_shown(chat_id: int):
+    """The chat's messages a reader may be shown and mark read: those at or below chat_read_floor.
+
+    The chat as a range (chat_id >= X AND chat_id <= X): see _message_page.
+    """
+    return Message.objects.filter(chat_id__gte=chat_id, chat_id__lte=chat_id, id__lte=chat_read_floor(chat_id))
+
+
 def chat_counts(*, chat: Chat) -> ChatCounts:
-    """Messages of the chat and those after its read watermark: one index-only scan of (chat_id, id)."""
-    totals = Message.objects.filter(chat_id=chat.pk).aggregate(
+    """Messages of the chat shown to its reader and those after its read watermark: one index-only scan of (chat_id, id)."""
+    totals = chat_messages_shown(chat.pk).aggregate(
         message_count=Count("id"), unread_count=Count("id", filter=Q(id__gt=chat.last_read_message_id))
     )
     return ChatCounts(**totals)
@@ -94,13 +123,31 @@ def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
     # evenly: for a big chat with old messages that read a million other rows (175 ms, not 0.2 ms;
     # bench/http_recipients).
     # Tuples, not model instances: building 20 instances and their images was a third of a request.
-    messages = Message.objects.filter(chat_id__gte=chat_id, chat_id__lte=chat_id)
+    # Only what chat_read_floor allows: a message can then appear only above what a reader was shown.
+    messages = chat_messages_shown(chat_id)
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
+    # The renditions come in the same query (an array per row, by the (image_id, width) unique index):
+    # the page's query count stays what it was.
+    renditions = ArraySubquery(
+        ImageRendition.objects.filter(image_id=OuterRef("image_id"))
+        .order_by("width")
+        .values(rendition=JSONObject(width="width", height="height", sha256="sha256"))
+    )
     rows = [
         MessageRow(*row)
-        for row in messages.order_by("-chat_id", "-id").values_list(
-            "id", "text", "created_at", "image_id", "image__title", "image__status", "image__width", "image__height"
+        for row in messages.order_by("-chat_id", "-id")
+        .annotate(renditions=renditions)
+        .values_list(
+            "id",
+            "text",
+            "created_at",
+            "image_id",
+            "image__title",
+            "image__status",
+            "image__width",
+            "image__height",
+            "renditions",
         )[: limit + 1]
     ]
     more = len(rows) > limit
@@ -118,3 +165,15 @@ def stored_image_for_reader(*, user, image_id: int) -> Image:
     if not staff_may_view_images(user):
         images = images.filter(Exists(Message.objects.filter(image_id=OuterRef("pk"), chat__user_id=user.pk)))
     return images.get()
+
+
+def rendition_for_reader(*, user, image_id: int, sha256: str) -> ImageRendition:
+    """A rendition of a stored image the user may see (stored_image_for_reader's rule); DoesNotExist otherwise."""
+    renditions = ImageRendition.objects.only("id", "file", "content_type").filter(
+        image_id=image_id, sha256=sha256, image__status=ImageStatus.STORED
+    )
+    if not staff_may_view_images(user):
+        renditions = renditions.filter(
+            Exists(Message.objects.filter(image_id=OuterRef("image_id"), chat__user_id=user.pk))
+        )
+    return renditions.get()

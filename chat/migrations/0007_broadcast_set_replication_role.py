@@ -73,7 +73,7 @@ def revoke(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0005_chat_read_state"),
+        ("chat", "0006_broadcast_read_floor_and_database_clock"),
     ]
 
     operations = [

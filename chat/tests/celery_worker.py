@@ -19,6 +19,11 @@ def new_queue_name() -> str:
     return f"pru-test-{os.getpid()}-{time.monotonic_ns()}"
 
 
+def sweeper_queue(queue: str) -> str:
+    """The sweeper's queue beside a default queue, as pru_app.settings derives CELERY_SWEEPER_QUEUE."""
+    return f"{queue}.sweeper"
+
+
 def child_environment(*, broker_url: str, queue: str, env_overrides: dict | None = None) -> dict:
     """The environment of a worker or beat: this test database, the broker, the queue, JSON logs."""
     database = connection.settings_dict
@@ -87,11 +92,11 @@ def stop_process_group(process, *, timeout=20):
 
 def own_queues(queue: str) -> dict[str, str]:
     """The settings of the queues a worker with CELERY_TASK_DEFAULT_QUEUE=queue derives from it."""
-    return {"CELERY_BROADCAST_QUEUE": f"{queue}.broadcasts"}
+    return {"CELERY_SWEEPER_QUEUE": sweeper_queue(queue), "CELERY_BROADCAST_QUEUE": f"{queue}.broadcasts"}
 
 
 def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, name: str | None = None) -> list[str]:
-    """As deploy/compose/worker/start runs it, on the test's queue."""
+    """As deploy/compose/worker/start runs it, on the test's queue and the queues derived from it."""
     arguments = [
         "worker",
         "--pool",

@@ -81,7 +81,11 @@ def test_the_counts_are_one_index_backed_pass_over_the_chat(big_and_small_chats)
     # A chat among many others' messages: a range scan of an index that leads with chat_id.
     with CaptureQueriesContext(connection) as captured:
         assert chat_counts(chat=small).message_count == 10
-    scans = [node for node in _nodes(_plan_of_sql(captured.captured_queries[0]["sql"])) if node.get("Relation Name")]
+    nodes = list(_nodes(_plan_of_sql(captured.captured_queries[0]["sql"])))
+    scans = [node for node in nodes if node.get("Relation Name") == "chat_message"]
     assert len(scans) == 1 and scans[0].get("Index Name") in {"message_chat_id_id", "message_unique_image_per_chat"}, (
         scans
     )
+    # The reader's floor: the running chunks that cover the chat, through their partial index.
+    floor_scans = [node for node in nodes if node.get("Relation Name") == "chat_broadcastchunk"]
+    assert [node.get("Index Name") for node in floor_scans] == ["chunk_running_chats"], floor_scans
