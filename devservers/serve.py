@@ -11,6 +11,7 @@ from pathlib import Path
 from deploy.local_stack import PROJECT_ROOT, LocalStack
 from devservers.bugsink import BugsinkServer
 from devservers.photo_api import PhotoApiServer
+from devservers.pictures import DEMO_WIDTH
 from devservers.prometheus import PrometheusServer
 from devservers.s3 import S3Server
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     overrides = {"LOG_FORMAT": os.environ.get("LOG_FORMAT", "console")}
     photo_api = None
     if args.demo:
-        photo_api = PhotoApiServer(photos=DEMO_PHOTOS, image_size=60_000, port=args.demo_port).start()
+        photo_api = PhotoApiServer(photos=DEMO_PHOTOS, picture_width=DEMO_WIDTH, port=args.demo_port).start()
         # The local API is on loopback, which the SSRF filter refuses unless told: demo only.
         overrides |= {"IMAGE_API_URL": photo_api.url, "IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS": "true"}
     bugsink = prometheus = None

@@ -100,6 +100,8 @@ def build_logging_config(*, log_format: str, level: str) -> dict:
             "boto3": {"level": "WARNING"},
             "s3transfer": {"level": "WARNING"},
             "urllib3": {"level": "WARNING"},
+            # libvips narrates every thumbnail at INFO ("VIPS: thumbnailing ..."); its warnings and errors stay.
+            "pyvips": {"level": "WARNING"},
         },
     )
 
