@@ -1,8 +1,9 @@
-"""The bucket half of a backup: every image object mirrored into a folder with a manifest, and put back."""
+"""The bucket half of a backup: every image object and rendition mirrored into a folder with a manifest, and put back."""
 
 import json
 import mimetypes
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -13,9 +14,11 @@ from storages.backends.s3 import S3Storage
 
 from chat.backups.errors import BackupError
 from chat.images.objects import object_keys
+from chat.images.rendition_verification import rendition_object_pages
 from core.concurrency import ContextThreadPool
+from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
-from core.object_storage import s3_client
+from core.object_storage import s3_client, storage_deadline
 
 MANIFEST = "manifest.jsonl"
 OBJECTS = "objects"
@@ -36,12 +39,20 @@ def objects_mirror(*, storage: Storage, directory: Path, workers: int = 16) -> t
     count = total = 0
     with (directory / MANIFEST).open("w") as manifest, ContextThreadPool(max_workers=workers) as executor:
         # A page of keys at a time: memory holds one page's copies, whatever the bucket's size.
-        for page in object_keys(storage=storage):
-            copies = executor.map(lambda key: _download(storage, key, target), [item.key for item in page])
+        # Renditions too: their rows come back with the database and must name objects that exist.
+        for keys in _key_pages(storage):
+            copies = executor.map(lambda key: _download(storage, key, target), keys)
             for copy in copies:
                 manifest.write(json.dumps(copy.__dict__) + "\n")
                 count, total = count + 1, total + copy.size
     return count, total
+
+
+def _key_pages(storage: Storage) -> Iterator[list[str]]:
+    for page in object_keys(storage=storage):
+        yield [item.key for item in page]
+    for rendition_page in rendition_object_pages(storage=storage):
+        yield [item.key for item in rendition_page]
 
 
 def objects_restore(*, storage: Storage, directory: Path, workers: int = 16) -> tuple[int, int]:
@@ -74,16 +85,18 @@ def _download(storage: Storage, key: str, root: Path) -> ObjectCopy:
     partial = path.with_name(path.name + ".partial")
     content_type, metadata = "", {}
     try:
-        if isinstance(storage, S3Storage):
-            client = s3_client(storage)
-            response = client.get_object(Bucket=storage.bucket_name, Key=key)
-            content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
-            body = response["Body"]
-        else:
-            body = storage.open(key, "rb")
-        with body, partial.open("wb") as out:
-            sha256, size = sha256_of(chunks_of(body), sink=out.write)
-    except (BotoCoreError, ClientError, OSError) as error:
+        # A wall-clock bound on each object's copy, however slowly the storage sends it.
+        with storage_deadline(f"backup of {key}"):
+            if isinstance(storage, S3Storage):
+                client = s3_client(storage)
+                response = client.get_object(Bucket=storage.bucket_name, Key=key)
+                content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
+                body = response["Body"]
+            else:
+                body = storage.open(key, "rb")
+            with body, partial.open("wb") as out:
+                sha256, size = sha256_of(chunks_of(body), sink=out.write)
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         partial.unlink(missing_ok=True)
         raise BackupError(f"could not copy {key}: {error}") from error
     os.replace(partial, path)
@@ -103,7 +116,7 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
     if sha256 != copy.sha256:
         raise BackupError(f"{path} does not match the manifest (sha256 {sha256[:16]}…): the backup is damaged")
     try:
-        with path.open("rb") as handle:
+        with storage_deadline(f"restore of {copy.key}"), path.open("rb") as handle:
             if isinstance(storage, S3Storage):
                 client = s3_client(storage)
                 client.put_object(
@@ -119,7 +132,7 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
                     raise BackupError(f"storage saved {copy.key!r} as {saved!r}: enable allow_overwrite")
             else:
                 raise BackupError(f"cannot restore into {type(storage).__name__}")
-    except (BotoCoreError, ClientError, OSError) as error:
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         raise BackupError(f"could not restore {copy.key}: {error}") from error
     return copy
 
