@@ -9,6 +9,7 @@ import time
 
 from django.db import connection
 from django.test import override_settings
+from kombu import pools as kombu_pools
 
 from chat.models import BroadcastStatus
 from chat.tests.subprocess_helpers import PROJECT_ROOT
@@ -148,6 +149,10 @@ def _forget_broker_connections():
         celery_app._pool.force_close_all()
         celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    # Celery takes its producer pool from kombu's process-wide registry, keyed by the broker's
+    # address: without a reset, the next test on the same broker gets the pool closed above
+    # ("Acquire on closed pool").
+    kombu_pools.reset()
 
 
 def wait_until_broadcast_finished(broadcast, timeout=60):
