@@ -34,6 +34,7 @@ class PhotoOutcome:
     content_type: str = ""
     byte_size: int = 0
     sha256: str = ""
+    etag: str = ""
     width: int | None = None
     height: int | None = None
     error: str = ""
@@ -79,7 +80,7 @@ def image_store_one(
     try:
         key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
         with sentry_sdk.start_span(op="storage.upload", name=key):
-            _upload(storage, key=key, downloaded=downloaded, photo=photo)
+            etag = _upload(storage, key=key, downloaded=downloaded, photo=photo)
     finally:
         downloaded.close()
     return PhotoOutcome(
@@ -89,6 +90,7 @@ def image_store_one(
         content_type=downloaded.content_type,
         byte_size=downloaded.byte_size,
         sha256=downloaded.sha256,
+        etag=etag,
         width=downloaded.width,
         height=downloaded.height,
     )
@@ -101,6 +103,7 @@ STORED_COPY_FIELDS = [
     "content_type",
     "byte_size",
     "sha256",
+    "etag",
     "width",
     "height",
     "stored_at",
@@ -113,6 +116,7 @@ def image_take_stored_copy(image: Image, outcome: PhotoOutcome, *, now) -> None:
     image.status = ImageStatus.STORED
     image.file.name = outcome.key
     image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
+    image.etag = outcome.etag
     image.width, image.height = outcome.width, outcome.height
     image.stored_at = now
     image.last_error = ""
@@ -128,7 +132,8 @@ def failure_kind(error: Exception) -> str:
     }.get(type(error).__name__, type(error).__name__)
 
 
-def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> None:
+def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> str:
+    """Store the bytes under key; the ETag the storage answered (recorded, so a listing can be compared)."""
     content = ObjectContent(
         downloaded.file,
         content_type=downloaded.content_type,
@@ -150,6 +155,7 @@ def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: P
         raise StorageUnavailable(
             f"storage saved {key!r} as {saved!r}: enable overwriting (file_overwrite / allow_overwrite)"
         )
+    return content.etag
 
 
 def _ms_since(started: float) -> int:
