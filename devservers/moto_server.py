@@ -15,8 +15,7 @@ from bisect import bisect_right
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from moto import backends
-from moto import settings
+from moto import backends, settings
 from moto.s3.models import FakeBucket, FakeDeleteMarker, FakeKey, S3Backend
 from moto.s3.responses import S3Response
 from moto.server import main
