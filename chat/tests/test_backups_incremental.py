@@ -102,5 +102,5 @@ def test_pruning_never_touches_a_folder_that_is_not_a_finished_backup(stored, s3
     backup_create(destination=tmp_path, name="one", database=False)
     backup_create(destination=tmp_path, name="two", database=False, keep=1)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["running", "two"]
-    with pytest.raises(BackupError, match="no backup.json"):
+    with pytest.raises(BackupError, match=r"no backup\.json"):
         backup_restore(source=tmp_path / "running", database=False)
