@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef
 
 from chat.images.selectors import staff_may_view_images
 from chat.models import Chat, Image, ImageStatus, Message
@@ -50,8 +51,11 @@ def chat_for_reader(*, user, chat_id: int | None = None) -> Chat:
     """The user's own chat, or (staff who may view messages) the chat chat_id; Chat.DoesNotExist otherwise.
 
     Someone else's chat is "does not exist" rather than "forbidden", so ids cannot be probed.
+    The user's own chat, when it came with the user (the API's token query brings it), costs no query.
     """
-    chats = Chat.objects.only("id", "user_id", "last_read_message_id")
+    if chat_id is None and get_user_model().chat.is_cached(user):
+        return user.chat  # Chat.DoesNotExist (RelatedObjectDoesNotExist) when the user has none
+    chats = Chat.objects.only("id", "user_id", "last_read_message_id", "message_count", "unread_count")
     if chat_id is None or not user_may_read_every_chat(user):
         chats = chats.filter(user_id=user.pk)
     if chat_id is not None:
@@ -59,12 +63,16 @@ def chat_for_reader(*, user, chat_id: int | None = None) -> Chat:
     return chats.get()
 
 
-def chat_counts(*, chat: Chat) -> ChatCounts:
-    """Messages of the chat and those after its read watermark: one index-only scan of (chat_id, id)."""
-    totals = Message.objects.filter(chat_id=chat.pk).aggregate(
-        message_count=Count("id"), unread_count=Count("id", filter=Q(id__gt=chat.last_read_message_id))
-    )
-    return ChatCounts(**totals)
+def chat_counts(*, chat: Chat, as_loaded: bool = False) -> ChatCounts:
+    """Messages of the chat and those after its read watermark: the chat row's counters, whatever its size.
+
+    The database's triggers keep them (migration 0009_chat_message_counts). Read again (one
+    primary-key query) unless as_loaded: the chat was read in this request (chat_for_reader) and
+    its counters came with it.
+    """
+    if not as_loaded:
+        chat.refresh_from_db(fields=["last_read_message_id", "message_count", "unread_count"])
+    return ChatCounts(message_count=chat.message_count, unread_count=chat.unread_count)
 
 
 def message_page(*, chat: Chat, before_id: int | None = None, limit: int) -> MessagePage:

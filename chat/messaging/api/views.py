@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.images.serving import stored_image_response
+from chat.messaging.api.authentication import READER_AUTHENTICATION
 from chat.messaging.api.pagination import MessageCursorPagination
 from chat.messaging.api.serializers import (
     ERROR_RESPONSES,
@@ -31,6 +32,12 @@ CHAT_PARAMETER = OpenApiParameter(
 )
 
 
+class ReaderApiView(APIView):
+    """The recipients' views: the token's query brings the reader's chat too."""
+
+    authentication_classes = READER_AUTHENTICATION
+
+
 class ChatQuerySerializer(serializers.Serializer):
     chat = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
 
@@ -45,12 +52,12 @@ def reader_chat(request) -> Chat:
         raise NotFound() from missing
 
 
-class ChatApi(APIView):
+class ChatApi(ReaderApiView):
     @extend_schema(operation_id="chat", parameters=[CHAT_PARAMETER], responses={200: ChatSerializer, **ERROR_RESPONSES})
     def get(self, request):
         """The caller's chat with its message count and unread count."""
         chat = reader_chat(request)
-        counts = chat_counts(chat=chat)
+        counts = chat_counts(chat=chat, as_loaded=True)
         return Response(
             ChatSerializer(
                 {
@@ -63,7 +70,7 @@ class ChatApi(APIView):
         )
 
 
-class ChatReadApi(APIView):
+class ChatReadApi(ReaderApiView):
     class InputSerializer(serializers.Serializer):
         up_to_id = serializers.IntegerField(
             min_value=1, max_value=BIGINT_MAX, help_text="Mark this message and every older one read."
@@ -95,7 +102,7 @@ class ChatReadApi(APIView):
         )
 
 
-class MessageListApi(APIView):
+class MessageListApi(ReaderApiView):
     pagination_class = MessageCursorPagination
 
     @extend_schema(
@@ -133,7 +140,7 @@ class ImageBytesNegotiation(BaseContentNegotiation):
         return parsers[0]
 
 
-class ImageFileApi(APIView):
+class ImageFileApi(ReaderApiView):
     content_negotiation_class = ImageBytesNegotiation
 
     @extend_schema(
