@@ -1,15 +1,25 @@
 """Object storage as the services see it: reachable or not, the bucket present and private, its S3 client."""
 
+from contextlib import AbstractContextManager
+
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.core.files.storage import Storage, default_storage
 from storages.backends.s3 import S3Storage
+
+from core.deadlines import DeadlineExceeded, DeadlineScope, deadline_scope
 
 logger = structlog.get_logger(__name__)
 
 
 class StorageUnavailable(Exception):
     """Object storage cannot be reached or used (endpoint down, bucket missing, credentials refused)."""
+
+
+def storage_deadline(what: str = "storage call") -> AbstractContextManager[DeadlineScope]:
+    """A wall-clock bound (STORAGE_CALL_DEADLINE) on the storage calls in the block, however slowly the server answers."""
+    return deadline_scope(settings.STORAGE_CALL_DEADLINE, what=what)
 
 
 def s3_client(storage: S3Storage):
@@ -32,8 +42,9 @@ def storage_check(*, storage: Storage | None = None) -> None:
         return
     client = s3_client(storage)
     try:
-        client.head_bucket(Bucket=storage.bucket_name)
-    except (BotoCoreError, ClientError) as error:
+        with storage_deadline("storage check"):
+            client.head_bucket(Bucket=storage.bucket_name)
+    except (BotoCoreError, ClientError, DeadlineExceeded) as error:
         raise StorageUnavailable(f"{storage_describe(storage=storage)} is not usable: {_reason(error)}") from error
 
 

@@ -9,7 +9,10 @@ from requests.adapters import HTTPAdapter
 from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
+from urllib3 import PoolManager
 from urllib3.util.retry import Retry
+
+from core.deadlines import deadline_pool_classes
 
 ALLOWED_SCHEMES = ("http", "https")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -111,7 +114,7 @@ def outbound_session(policy: OutboundPolicy) -> requests.Session:
         if policy.allow_private_networks:
             # requests-hardened only knows "loopback or nothing"; private networks
             # allowed means no address filter at all (tests, local demos).
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=policy.pool_size, max_retries=retry)
+            adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=policy.pool_size, max_retries=retry)
         else:
             adapter = _FilteringAdapter(
                 is_https_proto=scheme == "https://",
@@ -123,8 +126,22 @@ def outbound_session(policy: OutboundPolicy) -> requests.Session:
     return session
 
 
-class _FilteringAdapter(IPFilterAdapter):
-    """requests-hardened's IP filter adapter with a pool sized for our workers and urllib3 retries."""
+class _DeadlinePools:
+    """An adapter whose connections honour core.deadlines.deadline_scope (a wall-clock bound on a whole request)."""
+
+    poolmanager: PoolManager
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[misc]
+        self.poolmanager.pool_classes_by_scheme = deadline_pool_classes()
+
+
+class _DeadlineAdapter(_DeadlinePools, HTTPAdapter):
+    pass
+
+
+class _FilteringAdapter(_DeadlinePools, IPFilterAdapter):
+    """requests-hardened's IP filter adapter with a pool sized for our workers, urllib3 retries and deadlines."""
 
     def __init__(self, *, is_https_proto: bool, allow_loopback: bool, pool_maxsize: int, max_retries: Retry):
         super().__init__(is_https_proto=is_https_proto, allow_loopback=allow_loopback)

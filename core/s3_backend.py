@@ -3,12 +3,49 @@
 import threading
 from typing import IO
 
+from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTTPSConnection, AWSHTTPSConnectionPool
 from botocore.config import Config
 from django.core.files import File
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name, is_seekable
 
+from core.deadlines import DeadlineConnectionMixin, DeadlinePoolMixin, current_deadline
+
 _session_lock = threading.Lock()
+
+
+class _DeadlineAWSHTTPConnection(DeadlineConnectionMixin, AWSHTTPConnection):  # type: ignore[misc]  # botocore's own mismatch
+    pass
+
+
+class _DeadlineAWSHTTPSConnection(DeadlineConnectionMixin, AWSHTTPSConnection):  # type: ignore[misc]  # botocore's own mismatch
+    pass
+
+
+class _DeadlineAWSHTTPConnectionPool(DeadlinePoolMixin, AWSHTTPConnectionPool):
+    ConnectionCls = _DeadlineAWSHTTPConnection
+
+
+class _DeadlineAWSHTTPSConnectionPool(DeadlinePoolMixin, AWSHTTPSConnectionPool):
+    ConnectionCls = _DeadlineAWSHTTPSConnection
+
+
+def with_deadlines(client):
+    """The boto3 client, its connections honouring core.deadlines.deadline_scope (botocore's timeouts are per socket op)."""
+    # botocore has no public hook for its connection pools: its URLLib3Session keeps them in a
+    # PoolManager (pinned botocore; chat/tests/images/test_deadlines.py fails if this stops working).
+    manager = client._endpoint.http_session._manager
+    manager.pool_classes_by_scheme = {"http": _DeadlineAWSHTTPConnectionPool, "https": _DeadlineAWSHTTPSConnectionPool}
+    client.meta.events.register_first("needs-retry.s3", _no_retry_past_the_deadline)
+    return client
+
+
+def _no_retry_past_the_deadline(**kwargs) -> None:
+    """Past the deadline no retry, and no backoff before one: the call ends with DeadlineExceeded."""
+    scope = current_deadline()
+    if scope is not None and scope.expired:
+        raise scope.error()
+    # None: botocore's own retry rules decide.
 
 
 class ObjectContent(File):
@@ -60,14 +97,16 @@ class SharedClientS3Storage(S3Storage):
             with _session_lock:
                 client = self.__dict__.get("_shared_client")
                 if client is None:
-                    client = self.__dict__["_shared_client"] = self._create_session().client(
-                        "s3",
-                        region_name=self.region_name,
-                        use_ssl=self.use_ssl,
-                        endpoint_url=self.endpoint_url,
-                        # The server validates anyway; client-side validation is ~5% of an upload's CPU.
-                        config=self.client_config.merge(Config(parameter_validation=False)),
-                        verify=self.verify,
+                    client = self.__dict__["_shared_client"] = with_deadlines(
+                        self._create_session().client(
+                            "s3",
+                            region_name=self.region_name,
+                            use_ssl=self.use_ssl,
+                            endpoint_url=self.endpoint_url,
+                            # The server validates anyway; client-side validation is ~5% of an upload's CPU.
+                            config=self.client_config.merge(Config(parameter_validation=False)),
+                            verify=self.verify,
+                        )
                     )
         return client
 
@@ -95,6 +134,7 @@ class SharedClientS3Storage(S3Storage):
         if connection is None:
             with _session_lock:
                 connection = super().connection
+                with_deadlines(connection.meta.client)
         return connection
 
     def __getstate__(self):

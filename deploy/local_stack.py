@@ -123,6 +123,10 @@ class LocalStack:
             self.wait_until_ready(url=self.gunicorn_url + "/healthz")
             if self.env.get("CELERY_BROKER_URL"):
                 self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")])
+                # The broadcast sweeper's own worker, as compose's `sweeper` service.
+                self._spawn(
+                    "sweeper", [str(COMPOSE_DIR / "worker" / "start")], extra_env={"CELERY_WORKER_ROLE": "sweeper"}
+                )
                 self._spawn("beat", [str(COMPOSE_DIR / "beat" / "start")])
             self._start_nginx()
             self.wait_until_ready()
@@ -298,14 +302,14 @@ class LocalStack:
         if result.returncode != 0:
             raise StackError(f"{name} failed ({result.returncode}):\n{self.log_text(name)[-3000:]}")
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str], *, extra_env: dict[str, str] | None = None) -> None:
         # Own session: a Ctrl-C in the terminal reaches only the runner, which stops the
         # children in order instead of all of them at once.
         output = None if self.echo_logs else self.log_path(name).open("ab")
         self._processes[name] = subprocess.Popen(
             command,
             cwd=PROJECT_ROOT,
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT if output else None,

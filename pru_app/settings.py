@@ -224,6 +224,11 @@ IMAGE_FETCH_CONNECT_TIMEOUT = env.float("IMAGE_FETCH_CONNECT_TIMEOUT", default=5
 IMAGE_FETCH_READ_TIMEOUT = env.float("IMAGE_FETCH_READ_TIMEOUT", default=30.0)
 IMAGE_FETCH_RETRIES = env.int("IMAGE_FETCH_RETRIES", default=3)
 IMAGE_FETCH_WORKERS = env.int("IMAGE_FETCH_WORKERS", default=16)
+# Wall-clock bounds on a whole outbound request, headers and body, however slowly the peer sends
+# (core.deadlines): one photo's download, one page of the photo API, one object storage call.
+IMAGE_FETCH_DEADLINE = env.float("IMAGE_FETCH_DEADLINE", default=max(IMAGE_FETCH_READ_TIMEOUT * 4, 60.0))
+IMAGE_API_PAGE_DEADLINE = env.float("IMAGE_API_PAGE_DEADLINE", default=60.0)
+STORAGE_CALL_DEADLINE = env.float("STORAGE_CALL_DEADLINE", default=120.0)
 # How stored images reach browsers: "x-accel" (nginx fetches from storage),
 # "stream" (Django streams the bytes: file system or no nginx) or "presigned"
 # (redirect to a short-lived URL for AWS_S3_PUBLIC_ENDPOINT_URL).
@@ -274,6 +279,11 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# The sweeper has a queue of its own, so that no backlog of other tasks (a broadcast's chunks, a long
+# fetch) can hold it back; every worker consumes it beside its own queue (deploy/compose/worker/start).
+CELERY_SWEEPER_QUEUE = env.str("CELERY_SWEEPER_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.sweeper")
+# Tasks with a queue of their own, by name (pru_app.celery_routes); the rest go to the default queue.
+CELERY_TASK_ROUTES = ("pru_app.celery_routes.route_task",)
 CELERY_TASK_ACKS_LATE = True
 # A task whose worker process died goes back to the queue instead of being acknowledged.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -297,8 +307,9 @@ CELERY_BEAT_SCHEDULE = {
     "broadcasts-sweep": {
         "task": "chat.tasks.broadcasts_sweep_task",
         "schedule": BROADCAST_SWEEP_SECONDS,
-        # A sweep that waited a whole interval in the queue is replaced by the next one.
-        "options": {"expires": BROADCAST_SWEEP_SECONDS},
+        # A sweep that waited a whole interval in its queue is replaced by the next one; the queue is
+        # its own (CELERY_SWEEPER_QUEUE), so it waits only behind another sweep, never behind chunks.
+        "options": {"expires": BROADCAST_SWEEP_SECONDS, "queue": CELERY_SWEEPER_QUEUE},
     },
     **image_beat_schedule(
         fetch=IMAGE_FETCH_SCHEDULE, verify=IMAGE_VERIFY_SCHEDULE, verify_repair=IMAGE_VERIFY_SCHEDULE_REPAIR

@@ -7,7 +7,8 @@ finished backups beyond the last `keep` are deleted (chat.backups.retention).
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from chat.backups.database import database_dump, database_restore
 from chat.backups.errors import BackupError
 from chat.backups.objects import manifest_count, objects_mirror, objects_restore
 from chat.backups.retention import COMPLETE_MARKER, backups_finished, backups_prune
+from chat.images.fetch_lock import FetchAlreadyRunning, image_fetch_lock
 from core.object_storage import storage_check, storage_describe, storage_ensure_bucket
 
 logger = structlog.get_logger(__name__)
@@ -58,7 +60,9 @@ def backup_create(
     (0 keeps all). on_object(size) is called per object mirrored (progress).
 
     The database is dumped first: every row in the dump then names an object the mirror copies
-    (an object stored later is an orphan after a restore, which verify_images reports).
+    (an object stored later is an orphan after a restore, which verify_images reports). Both run
+    under the fetch lock: no fetch, repair or orphan delete rewrites or removes an object between
+    the dump and the mirror (BackupError while one is going).
     existing_dump: database.dump is already in the folder, made just before by the server's own
     pg_dump (compose's backup-database service: the app image's client is older than the server).
     """
@@ -73,19 +77,20 @@ def backup_create(
             raise BackupError(f"{folder} already holds a backup: choose another name")
     elif folder.exists() and any(folder.iterdir()):
         raise BackupError(f"{folder} exists and is not empty: choose another --name")
-    folder.mkdir(parents=True, exist_ok=True)
     report = BackupReport(path=folder)
-    logger.info("backup.started", path=str(folder), where=storage_describe(storage=storage))
-    if existing_dump:
-        report.database_file = dump.name
-    elif database:
-        report.database_file = database_dump(directory=folder).name
-    if objects:
-        storage_check(storage=storage)
-        previous = next((done for done in backups_finished(destination=Path(destination)) if done != folder), None)
-        counts = objects_mirror(storage=storage, directory=folder, previous=previous, on_object=on_object)
-        report.objects, report.bytes = counts.objects, counts.bytes
-        report.copied, report.linked, report.linked_from = counts.copied, counts.linked, counts.linked_from
+    with _no_fetch_running("backup"):
+        folder.mkdir(parents=True, exist_ok=True)
+        logger.info("backup.started", path=str(folder), where=storage_describe(storage=storage))
+        if existing_dump:
+            report.database_file = dump.name
+        elif database:
+            report.database_file = database_dump(directory=folder).name
+        if objects:
+            storage_check(storage=storage)
+            previous = next((done for done in backups_finished(destination=Path(destination)) if done != folder), None)
+            counts = objects_mirror(storage=storage, directory=folder, previous=previous, on_object=on_object)
+            report.objects, report.bytes = counts.objects, counts.bytes
+            report.copied, report.linked, report.linked_from = counts.copied, counts.linked, counts.linked_from
     report.seconds = time.monotonic() - started
     (folder / COMPLETE_MARKER).write_text(
         json.dumps(
@@ -145,7 +150,11 @@ def backup_restore(
         if recorded.get("objects") is None:
             raise BackupError(f"{folder} holds no objects (made with --database-only)")
         storage_ensure_bucket(storage=storage)
-        report.objects, report.bytes = objects_restore(storage=storage, directory=folder, on_object=on_object)
+        # Not alongside a fetch, repair or orphan delete, which write the objects restored here. The
+        # database part closes this session (pg_restore needs its tables), and with it the lock: the
+        # web, the workers and beat must be stopped by the operator first (docs/backup.md).
+        with _no_fetch_running("restore"):
+            report.objects, report.bytes = objects_restore(storage=storage, directory=folder, on_object=on_object)
     if database:
         if not recorded.get("database_file"):
             raise BackupError(f"{folder} holds no database dump (made with --objects-only)")
@@ -159,3 +168,13 @@ def backup_restore(
         seconds=round(report.seconds, 3),
     )
     return report
+
+
+@contextmanager
+def _no_fetch_running(what: str) -> Iterator[None]:
+    """Hold the fetch lock for the block; BackupError when a fetch, repair or orphan delete holds it."""
+    try:
+        with image_fetch_lock():
+            yield
+    except FetchAlreadyRunning as error:  # only the lock raises it: nothing in the block fetches
+        raise BackupError(f"{error}: the {what} waits for it to finish (run it again then)") from error

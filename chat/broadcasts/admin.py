@@ -8,6 +8,7 @@ from chat.broadcasts.selectors import broadcast_progress, broadcasts_with_progre
 from chat.broadcasts.sending import BroadcastError, broadcast_resume, broadcast_send
 from chat.images.admin import ImageAdmin
 from chat.models import Broadcast, BroadcastStatus, ChunkStatus, Image
+from core.admin_actions import answers_outages
 from core.admin_pagination import EstimatedCountPaginator
 
 SEND_ACTION_LABEL = "Send selected images as messages to all chats"
@@ -119,6 +120,7 @@ class BroadcastAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description=RESUME_ACTION_LABEL, permissions=["resume"])
+    @answers_outages
     def resume(self, request, queryset):
         for broadcast in queryset.exclude(status=BroadcastStatus.SUCCEEDED).order_by("pk"):
             try:
@@ -152,6 +154,7 @@ class BroadcastingImageAdmin(ImageAdmin):
     actions = ["send_to_all_chats", *ImageAdmin.actions]
 
     @admin.action(description=SEND_ACTION_LABEL, permissions=["broadcast"])
+    @answers_outages
     def send_to_all_chats(self, request, queryset):
         try:
             outcome = broadcast_send(image_ids=queryset.values_list("pk", flat=True), sent_by=request.user)

@@ -17,6 +17,7 @@ import structlog
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import (
+    BigIntegerField,
     Case,
     CharField,
     DateTimeField,
@@ -32,6 +33,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
 from chat.broadcasts.inserts import count_chats, insert_missing_messages
@@ -42,6 +44,7 @@ from chat.models import (
     BroadcastStatus,
     Chat,
     ChunkStatus,
+    Message,
 )
 from core.database import TRANSIENT_DATABASE_ERRORS
 
@@ -171,9 +174,16 @@ def _claim(*, chunk_id: int, owner: str):
     )
     token = uuid.uuid4()
     claimable = Q(status=ChunkStatus.PENDING) | lease_expired() | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
+    # Its broadcast as EXISTS, never as a join: Django turns an UPDATE with a join into
+    # "WHERE id IN (SELECT … )", whose conditions PostgreSQL does not re-check on the row it waited
+    # for. A claim queued behind a commit's row lock would then take back the chunk that just
+    # succeeded (test_races.py). On the chunk row itself, the claimable test is re-checked.
+    unfinished_broadcast = Broadcast.objects.filter(
+        pk=OuterRef("broadcast_id"), status__in=UNFINISHED_BROADCAST_STATUSES
+    )
     claimed = (
         BroadcastChunk.objects.filter(claimable, pk=chunk_id, attempts__lt=settings.BROADCAST_CHUNK_MAX_ATTEMPTS)
-        .filter(broadcast__status__in=UNFINISHED_BROADCAST_STATUSES)
+        .filter(Exists(unfinished_broadcast))
         .update(
             status=ChunkStatus.RUNNING,
             attempts=F("attempts") + 1,
@@ -182,6 +192,7 @@ def _claim(*, chunk_id: int, owner: str):
             claim_token=token,
             leased_until=lease,
             claimed_at=Now(),
+            message_ids_above=_message_ids_handed_out(),
         )
     )
     chunk = BroadcastChunk.objects.select_related("broadcast").get(pk=chunk_id)
@@ -198,6 +209,24 @@ def _claim(*, chunk_id: int, owner: str):
             chunk_id=chunk_id, outcome="not_runnable", closed=broadcast_close_if_done(broadcast_id=chunk.broadcast_id)
         )
     return ChunkRun(chunk_id=chunk_id, outcome="leased", lease_seconds_left=_lease_seconds_left(chunk))
+
+
+def _message_ids_handed_out():
+    """The largest message id handed out so far to any connection, committed or not (0: none yet).
+
+    Recorded by the claim, which commits before its run draws a single id (from a fresh block:
+    _fresh_message_ids), so every message the run writes has a larger id. Readers rely on it
+    (chat/messaging/selectors.py, chat_messages_shown). Any later writer of messages must do the same.
+    """
+    if connection.vendor == "postgresql":
+        # The sequence's own counter: O(1), and counts the blocks other connections cached.
+        return RawSQL(
+            "COALESCE(pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass), 0)",
+            [Message._meta.db_table],
+            output_field=BigIntegerField(),
+        )
+    # SQLite: one writer at a time and AUTOINCREMENT ids, so the largest id so far is the bound.
+    return Coalesce(Subquery(Message.objects.order_by("-pk").values("pk")[:1]), 0)
 
 
 def _lease_is_live(chunk: BroadcastChunk) -> bool:
@@ -265,12 +294,13 @@ def _limit_statement_time() -> None:
 
 
 def _fresh_message_ids() -> None:
-    """Message ids above every id handed out so far: a recipient's read watermark is a message id.
+    """Message ids above every id handed out before: above the claim's message_ids_above.
 
     Each connection caches 1,000 ids of the sequence (migration 0002). A long-lived connection
-    would otherwise give a new broadcast's messages ids from a block it took long ago, below
-    messages the recipient already read, and they would count as read unseen. Costs one statement
-    and up to 999 skipped ids a chunk.
+    would otherwise give this run's messages ids from a block it took before the claim, below
+    the floor readers rely on (docs/api.md, "Read state"). Runs after the claim committed and
+    before the first insert, whatever the insert statement is. Costs one statement and up to
+    999 skipped ids a chunk.
     """
     if connection.vendor != "postgresql":
         return
@@ -322,14 +352,30 @@ def _give_up(chunk: BroadcastChunk) -> None:
 
 
 def broadcast_close_if_done(*, broadcast_id: int, cause: BaseException | None = None) -> Broadcast | None:
-    """Finish the broadcast when no chunk is left to run, in one conditional UPDATE; the caller that wins logs it.
+    """Finish the broadcast when no chunk is left to run; the caller whose UPDATE changed the row logs it.
 
     Runs after the caller's chunk has committed: of two last chunks finishing together, the
-    one that commits second sees both done.
+    one that commits second sees both done. It holds the broadcast's row lock, as a resume does,
+    and reads the chunks only once it has it: a resume that made a failed chunk pending commits
+    before this reads, or waits until the broadcast is closed and then reopens it.
     """
+    with transaction.atomic():
+        locked = list(
+            Broadcast.objects.select_for_update()
+            .filter(pk=broadcast_id, status__in=UNFINISHED_BROADCAST_STATUSES)
+            .values_list("pk", flat=True)
+        )
+        # A new statement: in READ COMMITTED it sees every chunk state committed before the lock was granted.
+        closed = bool(locked) and _close_if_no_chunk_left(broadcast_id)
+    if not closed:
+        return None
+    return _log_closed(broadcast_id, cause)
+
+
+def _close_if_no_chunk_left(broadcast_id: int) -> bool:
     chunks = BroadcastChunk.objects.filter(broadcast=OuterRef("pk")).order_by()
     failed = chunks.filter(status=ChunkStatus.FAILED)
-    closed = (
+    return bool(
         Broadcast.objects.filter(pk=broadcast_id, status__in=UNFINISHED_BROADCAST_STATUSES)
         .exclude(Exists(chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING])))
         .update(
@@ -347,8 +393,9 @@ def broadcast_close_if_done(*, broadcast_id: int, cause: BaseException | None = 
             finished_at=Now(),
         )
     )
-    if not closed:
-        return None
+
+
+def _log_closed(broadcast_id: int, cause: BaseException | None) -> Broadcast:
     broadcast = Broadcast.objects.get(pk=broadcast_id)
     fields: dict[str, object] = dict(  # noqa: C408 (reads as the event's keyword fields)
         broadcast_id=broadcast.pk,

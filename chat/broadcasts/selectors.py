@@ -2,9 +2,8 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce, Now
-from django.utils import timezone
 
 from chat.models import BroadcastChunk, ChunkStatus
 
@@ -28,6 +27,8 @@ def broadcasts_with_progress(queryset):
         chunks_running=total(chunks.filter(status=ChunkStatus.RUNNING, leased_until__gte=Now()), Count("pk")),
         created_so_far=total(done, Sum("created_count")),
         skipped_so_far=total(done, Sum("skipped_count")),
+        # On the database's clock, which wrote started_at and finished_at.
+        elapsed=ExpressionWrapper(Coalesce("finished_at", Now()) - F("started_at"), output_field=DurationField()),
     )
 
 
@@ -55,7 +56,7 @@ def broadcast_progress(broadcast) -> BroadcastProgress:
     finished = broadcast.finished_at is not None
     created = broadcast.created_count if finished else broadcast.created_so_far
     skipped = broadcast.skipped_count if finished else broadcast.skipped_so_far
-    elapsed = ((broadcast.finished_at or timezone.now()) - broadcast.started_at).total_seconds()
+    elapsed = broadcast.elapsed.total_seconds()
     rate = created / elapsed if elapsed > 0 and created else None
     eta = None
     if not finished and broadcast.chunks_done and elapsed > 0:

@@ -164,7 +164,7 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
             first_failure = first_failure or failure
     except TRANSIENT_DATABASE_ERRORS as error:
         interruption = error
-        _interrupted(broadcast, error)
+        _interrupted(broadcast, error, owner=owner)
 
     def close():
         broadcast.refresh_from_db()
@@ -255,33 +255,34 @@ def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
     return None
 
 
-def _interrupted(broadcast: Broadcast, error: Exception) -> None:
-    """The database went away for longer than the retries: say so, unless workers will carry on."""
+def _interrupted(broadcast: Broadcast, error: Exception, *, owner: str) -> None:
+    """The database went away for longer than the retries: say so, unless workers will carry on.
+
+    Never raises a database error: it runs while the database may still be down, and its caller
+    (an admin action, a command) must answer with a message.
+    """
     logger.warning("broadcast.interrupted", broadcast_id=broadcast.pk, error=repr(error))
     connection.close_if_unusable_or_obsolete()
     if settings.CELERY_BROKER_URL:
         try:
             chunks_enqueue(broadcast_id=broadcast.pk)
-        except BrokerUnavailable:
-            pass  # the sweeper re-queues a broadcast without progress
+        except (BrokerUnavailable, *TRANSIENT_DATABASE_ERRORS):
+            pass  # still down: the sweeper re-queues a broadcast without progress
         return
+    reason = f"Interrupted: {error!r}. Run `manage.py resume_broadcasts --id {broadcast.pk}` to finish it."
     try:
-        marked = Broadcast.objects.filter(pk=broadcast.pk, status__in=UNFINISHED_BROADCAST_STATUSES).update(
-            status=BroadcastStatus.FAILED,
-            error=f"Interrupted: {error!r}. Run `manage.py resume_broadcasts --id {broadcast.pk}` to finish it.",
-            finished_at=Now(),
-        )
+        with transaction.atomic():
+            # As resume and close: under the broadcast's row lock, so none of them sees half of this.
+            Broadcast.objects.select_for_update().filter(pk=broadcast.pk).values_list("pk", flat=True).first()
+            # No runner is left for these (this run's own threads have all returned): failed, for resume to
+            # make pending again. A chunk another runner holds under a live lease is left to it.
+            broadcast.chunks.filter(
+                Q(status=ChunkStatus.PENDING) | lease_expired() | Q(status=ChunkStatus.RUNNING, lease_owner=owner)
+            ).update(status=ChunkStatus.FAILED, leased_until=None, finished_at=Now(), last_error=reason)
+        # Closes it failed (logged once) unless another runner still holds a chunk, which then closes it.
+        broadcast_close_if_done(broadcast_id=broadcast.pk, cause=error)
     except TRANSIENT_DATABASE_ERRORS:
-        return  # still down: the row says running until someone resumes it
-    if marked:
-        broadcast.refresh_from_db()
-        logger.error(
-            "broadcast.failed",
-            broadcast_id=broadcast.pk,
-            staff_user_id=broadcast.sent_by_id,
-            error=broadcast.error,
-            exc_info=error,
-        )
+        return  # still down: the row says running, no live lease, until someone resumes it
 
 
 def broadcast_resume(*, broadcast: Broadcast) -> SendOutcome:
@@ -307,8 +308,11 @@ def broadcast_resume(*, broadcast: Broadcast) -> SendOutcome:
     if not settings.CELERY_BROKER_URL:
         try:
             return SendOutcome(broadcast=broadcast_run(broadcast=broadcast))
-        except BroadcastError:
-            broadcast.refresh_from_db()
+        except BroadcastError as error:
+            try:
+                broadcast.refresh_from_db()
+            except TRANSIENT_DATABASE_ERRORS:
+                raise error from None  # it says the database is unavailable; the row says what committed
             return SendOutcome(broadcast=broadcast)
     try:
         chunks_enqueue(broadcast_id=broadcast.pk)

@@ -8,18 +8,19 @@ without persistence, a worker killed with messages it had reserved): its pending
 queued again. Running it twice, or on two machines at once, does no harm.
 """
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import DateTimeField, DurationField, Exists, ExpressionWrapper, OuterRef, Q, Value
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from chat.broadcasts.chunks import broadcast_close_if_done, lease_expired
 from chat.broadcasts.queue import BrokerUnavailable, chunks_enqueue
 from chat.models import UNFINISHED_BROADCAST_STATUSES, Broadcast, BroadcastChunk, ChunkStatus
+from core.database import TRANSIENT_DATABASE_ERRORS
 
 logger = structlog.get_logger(__name__)
 
@@ -32,6 +33,7 @@ class SweepReport:
     requeued_chunks: int = 0
     closed_broadcasts: list[int] = field(default_factory=list)
     broker_unavailable: bool = False
+    failed_broadcasts: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,24 +55,52 @@ def broadcasts_sweep() -> SweepReport:
 
     # Includes a broadcast whose last chunk committed but whose runner died before closing it.
     for broadcast_id in _done_but_open_broadcast_ids():
-        if broadcast_close_if_done(broadcast_id=broadcast_id):
-            report.closed_broadcasts.append(broadcast_id)
+        with _each_broadcast_on_its_own(report, broadcast_id):
+            if broadcast_close_if_done(broadcast_id=broadcast_id):
+                report.closed_broadcasts.append(broadcast_id)
 
     for broadcast_id in _stalled_broadcast_ids(released=touched):
-        try:
-            published = chunks_enqueue(broadcast_id=broadcast_id)
-        except BrokerUnavailable as error:
-            report.broker_unavailable = True
-            logger.warning("broadcast.enqueue_failed", broadcast_id=broadcast_id, error=str(error))
+        published = 0
+        with _each_broadcast_on_its_own(report, broadcast_id):
+            try:
+                published = chunks_enqueue(broadcast_id=broadcast_id)
+            except BrokerUnavailable as error:
+                report.broker_unavailable = True
+                logger.warning("broadcast.enqueue_failed", broadcast_id=broadcast_id, error=str(error))
+        if report.broker_unavailable:
             break
         if published:
             report.requeued_broadcasts.append(broadcast_id)
             report.requeued_chunks += published
             logger.warning("broadcast.chunks_requeued", broadcast_id=broadcast_id, chunks=published)
 
-    if report.expired_leases or report.gave_up or report.requeued_chunks or report.closed_broadcasts:
+    if (
+        report.expired_leases
+        or report.gave_up
+        or report.requeued_chunks
+        or report.closed_broadcasts
+        or report.failed_broadcasts
+    ):
         logger.info("broadcast.swept", **report.as_dict())
     return report
+
+
+@contextmanager
+def _each_broadcast_on_its_own(report: SweepReport, broadcast_id: int):
+    """One broadcast that cannot be swept (a bad row, a bug) is reported, and the sweep goes on with the others.
+
+    Database outages are not caught: the whole sweep fails and the next one starts over.
+    """
+    try:
+        # broadcast_close_if_done runs in its own transaction (a savepoint inside a caller's), so a
+        # statement that failed there leaves this connection usable for the next broadcast.
+        yield
+    except TRANSIENT_DATABASE_ERRORS:
+        raise
+    except Exception as error:
+        report.failed_broadcasts.append(broadcast_id)
+        # An error event with the traceback: SentryLogProcessor reports it to Sentry.
+        logger.error("broadcast.sweep_failed", broadcast_id=broadcast_id, error=repr(error), exc_info=error)
 
 
 def _done_but_open_broadcast_ids() -> list[int]:
@@ -86,22 +116,22 @@ def _done_but_open_broadcast_ids() -> list[int]:
 
 def _stalled_broadcast_ids(*, released: set[int]) -> list[int]:
     """Unfinished broadcasts with pending chunks: those whose leases this sweep released, and
-    those of which nothing moved (created, queued, claimed or finished) for BROADCAST_STALL_SECONDS."""
-    quiet_since = timezone.now() - timedelta(seconds=settings.BROADCAST_STALL_SECONDS)
-    candidates = (
-        Broadcast.objects.filter(status__in=UNFINISHED_BROADCAST_STATUSES, chunks__status=ChunkStatus.PENDING)
-        .values_list("pk", "started_at")
-        .distinct()
+    those of which nothing moved (created, queued, claimed or finished) for BROADCAST_STALL_SECONDS.
+
+    One query, on the database's clock, which wrote every time it compares.
+    """
+    quiet_since = ExpressionWrapper(
+        Now() - Value(timedelta(seconds=settings.BROADCAST_STALL_SECONDS), output_field=DurationField()),
+        output_field=DateTimeField(),
     )
-    stalled = []
-    for broadcast_id, started_at in candidates:
-        if broadcast_id in released:
-            stalled.append(broadcast_id)
-            continue
-        activity = BroadcastChunk.objects.filter(broadcast_id=broadcast_id).aggregate(
-            queued=Max("queued_at"), claimed=Max("claimed_at"), finished=Max("finished_at")
-        )
-        last = max((moment for moment in activity.values() if moment is not None), default=started_at)
-        if max(last, started_at) < quiet_since:
-            stalled.append(broadcast_id)
-    return stalled
+    chunks = BroadcastChunk.objects.filter(broadcast=OuterRef("pk")).order_by()
+    moved = chunks.filter(
+        Q(queued_at__gte=quiet_since) | Q(claimed_at__gte=quiet_since) | Q(finished_at__gte=quiet_since)
+    )
+    return list(
+        Broadcast.objects.filter(status__in=UNFINISHED_BROADCAST_STATUSES)
+        .filter(Exists(chunks.filter(status=ChunkStatus.PENDING)))
+        .filter(Q(pk__in=released) | (Q(started_at__lt=quiet_since) & ~Exists(moved)))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

@@ -16,6 +16,7 @@ from chat.images.previews import image_state_html, stored_image_tag
 from chat.images.repair import image_repair
 from chat.images.verification import image_verify_all
 from chat.models import Image, ImageStatus
+from core.admin_actions import answers_outages
 from core.object_storage import StorageUnavailable
 
 VERIFY_ACTION_LABEL = "Verify selected"
@@ -128,6 +129,7 @@ class ImageAdmin(admin.ModelAdmin):
     # Both actions call the services the commands call.
 
     @admin.action(description=VERIFY_ACTION_LABEL, permissions=["change"])
+    @answers_outages
     def verify_selected(self, request, queryset):
         try:
             summary = image_verify_all(image_ids=queryset.values_list("pk", flat=True))
@@ -154,6 +156,7 @@ class ImageAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description=REPAIR_ACTION_LABEL, permissions=["change"])
+    @answers_outages
     def repair_selected(self, request, queryset):
         try:
             summary = image_repair(image_ids=queryset.values_list("pk", flat=True))

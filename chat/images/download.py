@@ -2,7 +2,6 @@
 
 import hashlib
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from typing import IO
@@ -10,6 +9,7 @@ from typing import IO
 import requests
 from PIL import Image, UnidentifiedImageError
 
+from core.deadlines import DeadlineExceeded, DeadlineScope, deadline_scope
 from core.outbound_http import AddressRefused, UnsafeURL, check_url
 
 # Pillow format name -> (content type, file extension) of the formats we keep.
@@ -86,7 +86,16 @@ def image_download(
 
 
 def _stream_into(spool, *, session, url, max_bytes, deadline_seconds) -> tuple[int, str]:
-    deadline = time.monotonic() + deadline_seconds
+    # The deadline bounds the whole download, headers included, whether bytes keep arriving or not:
+    # at it the watchdog of core.deadlines shuts the connection down under a blocked read.
+    with deadline_scope(deadline_seconds, what="download") as deadline:
+        try:
+            return _read_body(spool, session=session, url=url, max_bytes=max_bytes, deadline=deadline)
+        except DeadlineExceeded as error:
+            raise DownloadFailed(str(error)) from error
+
+
+def _read_body(spool, *, session, url, max_bytes, deadline: DeadlineScope) -> tuple[int, str]:
     try:
         # identity: a compressed body would make Content-Length say nothing about what we read.
         response = session.get(url, stream=True, headers={"Accept-Encoding": "identity", "Accept": "image/*"})
@@ -95,6 +104,7 @@ def _stream_into(spool, *, session, url, max_bytes, deadline_seconds) -> tuple[i
     except requests.TooManyRedirects as error:
         raise DownloadFailed("too many redirects") from error
     except requests.RequestException as error:
+        deadline.check()
         raise DownloadFailed(f"{type(error).__name__}: {error}") from error
     with response:
         if response.status_code != 200:
@@ -109,12 +119,15 @@ def _stream_into(spool, *, session, url, max_bytes, deadline_seconds) -> tuple[i
                 size += len(chunk)
                 if size > max_bytes:
                     raise ImageTooLarge(f"too large: more than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise DownloadFailed(f"download took longer than {deadline_seconds:g}s")
+                deadline.check()
                 digest.update(chunk)
                 spool.write(chunk)
         except requests.RequestException as error:
+            deadline.check()
             raise DownloadFailed(f"{type(error).__name__} while reading: {error}") from error
+        # A body cut short by the watchdog can end "cleanly" when the server sent no length.
+        if deadline.fired:
+            raise deadline.error()
     if size == 0:
         raise ImageRejected("empty body")
     return size, digest.hexdigest()

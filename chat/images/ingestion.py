@@ -94,7 +94,11 @@ def _fetch_locked(
         "image_fetch.started", source=api_url, page_size=page_size, limit=limit, workers=workers, refresh=refresh
     )
     storage_check(storage=storage)
-    client = PhotoApiClient(list_url=api_url, session=outbound_session(OutboundPolicy.from_settings(pool_size=2)))
+    client = PhotoApiClient(
+        list_url=api_url,
+        session=outbound_session(OutboundPolicy.from_settings(pool_size=2)),
+        deadline_seconds=settings.IMAGE_API_PAGE_DEADLINE,
+    )
     session = outbound_session(OutboundPolicy.from_settings(pool_size=workers))
     try:
         with fewer_gil_handoffs(), ContextThreadPool(max_workers=workers, thread_name_prefix="image-fetch") as executor:

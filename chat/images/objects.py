@@ -9,8 +9,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.storage import FileSystemStorage, Storage
 from storages.backends.s3 import S3Storage
 
+from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
-from core.object_storage import StorageUnavailable, s3_client, storage_describe
+from core.object_storage import StorageUnavailable, s3_client, storage_deadline, storage_describe
 
 # Every image key starts with it (image_storage_key); orphans are looked for under it only.
 IMAGE_KEY_PREFIX = "images/"
@@ -86,28 +87,56 @@ def etag_normalise(etag: str | None) -> str:
     return (etag or "").strip().strip('"')
 
 
+def object_modified_at(*, storage: Storage, key: str) -> datetime | None:
+    """When the object was last written, None when it is absent; StorageUnavailable when the storage does not answer."""
+    if isinstance(storage, S3Storage):
+        try:
+            with storage_deadline(f"HEAD {key}"):
+                return s3_client(storage).head_object(Bucket=storage.bucket_name, Key=key)["LastModified"]
+        except DeadlineExceeded as error:
+            raise StorageUnavailable(f"{storage_describe(storage=storage)}: {error}") from error
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise StorageUnavailable(f"{storage_describe(storage=storage)} refused HEAD {key}: {error}") from error
+        except BotoCoreError as error:
+            raise StorageUnavailable(
+                f"{storage_describe(storage=storage)} did not answer for {key}: {error}"
+            ) from error
+    try:
+        return datetime.fromtimestamp(os.stat(storage.path(key)).st_mtime, tz=UTC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StorageUnavailable(f"could not stat {key} in {storage_describe(storage=storage)}: {error}") from error
+
+
 def object_delete(*, storage: Storage, key: str) -> None:
     try:
-        storage.delete(key)
-    except (BotoCoreError, ClientError, OSError) as error:
+        with storage_deadline(f"delete of {key}"):
+            storage.delete(key)
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         raise StorageUnavailable(f"could not delete {key} from {storage_describe(storage=storage)}: {error}") from error
 
 
 def _s3_facts(storage: S3Storage, *, key: str, read_data: bool) -> ObjectFacts:
     client = s3_client(storage)
     try:
-        if not read_data:
-            head = client.head_object(Bucket=storage.bucket_name, Key=key)
-            return ObjectFacts(
-                exists=True,
-                byte_size=head["ContentLength"],
-                sha256=head.get("Metadata", {}).get("sha256", ""),
-                etag=etag_normalise(head.get("ETag")),
-            )
-        response = client.get_object(Bucket=storage.bucket_name, Key=key)
-        with response["Body"] as body:
-            sha256, size = sha256_of(chunks_of(body))
-        return ObjectFacts(exists=True, byte_size=size, sha256=sha256, etag=etag_normalise(response.get("ETag")))
+        with storage_deadline(f"{'GET' if read_data else 'HEAD'} {key}"):
+            if not read_data:
+                head = client.head_object(Bucket=storage.bucket_name, Key=key)
+                return ObjectFacts(
+                    exists=True,
+                    byte_size=head["ContentLength"],
+                    sha256=head.get("Metadata", {}).get("sha256", ""),
+                    etag=etag_normalise(head.get("ETag")),
+                )
+            response = client.get_object(Bucket=storage.bucket_name, Key=key)
+            with response["Body"] as body:
+                sha256, size = sha256_of(chunks_of(body))
+            return ObjectFacts(exists=True, byte_size=size, sha256=sha256, etag=etag_normalise(response.get("ETag")))
+    except DeadlineExceeded as error:
+        raise StorageUnavailable(f"{storage_describe(storage=storage)}: {error}") from error
     except ClientError as error:
         details = error.response.get("Error", {})
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -142,25 +171,31 @@ def _file_facts(storage: FileSystemStorage, *, key: str) -> ObjectFacts:
 
 def _s3_keys(storage: S3Storage, *, page_size: int, prefix: str) -> Iterator[list[StoredObject]]:
     paginator = s3_client(storage).get_paginator("list_objects_v2")
-    try:
-        for page in paginator.paginate(
-            Bucket=storage.bucket_name, Prefix=prefix, PaginationConfig={"PageSize": page_size}
-        ):
-            yield [
-                StoredObject(
-                    key=item["Key"],
-                    modified_at=item["LastModified"],
-                    byte_size=item.get("Size"),
-                    etag=etag_normalise(item.get("ETag")),
-                )
-                for item in page.get("Contents", [])
-            ]
-    except ClientError as error:
-        raise StorageUnavailable(f"{storage_describe(storage=storage)} refused the listing: {error}") from error
-    except BotoCoreError as error:
-        raise StorageUnavailable(
-            f"{storage_describe(storage=storage)} did not answer the listing: {type(error).__name__}: {error}"
-        ) from error
+    pages = iter(
+        paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix, PaginationConfig={"PageSize": page_size})
+    )
+    while True:
+        try:
+            # Each page under its own deadline, and none held across the yield (the caller's work).
+            with storage_deadline("listing a page"):
+                page = next(pages, None)
+        except ClientError as error:
+            raise StorageUnavailable(f"{storage_describe(storage=storage)} refused the listing: {error}") from error
+        except (BotoCoreError, DeadlineExceeded) as error:
+            raise StorageUnavailable(
+                f"{storage_describe(storage=storage)} did not answer the listing: {type(error).__name__}: {error}"
+            ) from error
+        if page is None:
+            return
+        yield [
+            StoredObject(
+                key=item["Key"],
+                modified_at=item["LastModified"],
+                byte_size=item.get("Size"),
+                etag=etag_normalise(item.get("ETag")),
+            )
+            for item in page.get("Contents", [])
+        ]
 
 
 def _file_keys(storage: FileSystemStorage, *, page_size: int, prefix: str) -> Iterator[list[StoredObject]]:

@@ -7,6 +7,7 @@ from typing import TypeGuard
 import requests
 
 from core.database import BIGINT_MAX
+from core.deadlines import DeadlineExceeded, DeadlineScope, deadline_scope
 from core.outbound_http import AddressRefused, UnsafeURL, check_url
 
 MAX_URL_LENGTH = 2048
@@ -66,9 +67,11 @@ class PhotoPage:
 class PhotoApiClient:
     """Reads pages from a list endpoint such as https://api.slingacademy.com/v1/sample-data/photos."""
 
-    def __init__(self, *, list_url: str, session: requests.Session):
+    def __init__(self, *, list_url: str, session: requests.Session, deadline_seconds: float = 60.0):
+        """deadline_seconds bounds each page's request, headers and body, however slowly the API sends."""
         self.list_url = check_url(list_url)
         self.session = session
+        self.deadline_seconds = deadline_seconds
 
     def page(self, *, offset: int, limit: int) -> PhotoPage:
         """One page; PhotoApiUnavailable or PhotoApiBadResponse when it cannot be read."""
@@ -76,16 +79,21 @@ class PhotoApiClient:
         return parse_page(body, offset=offset, limit=limit)
 
     def _get_json(self, url: str, *, params: dict) -> object:
-        try:
-            response = self.session.get(url, params=params, headers={"Accept": "application/json"}, stream=True)
-            with response:
-                if response.status_code != 200:
-                    raise PhotoApiUnavailable(f"HTTP {response.status_code} from {response.url}")
-                body = _read_at_most(response, MAX_PAGE_BYTES)
-        except AddressRefused as error:
-            raise PhotoApiUnavailable(f"refused to connect to a private address ({error}) for {url}") from error
-        except requests.RequestException as error:
-            raise PhotoApiUnavailable(f"{type(error).__name__} for {url}: {error}") from error
+        with deadline_scope(self.deadline_seconds, what="photo API page") as deadline:
+            try:
+                response = self.session.get(url, params=params, headers={"Accept": "application/json"}, stream=True)
+                with response:
+                    if response.status_code != 200:
+                        raise PhotoApiUnavailable(f"HTTP {response.status_code} from {response.url}")
+                    body = _read_at_most(response, MAX_PAGE_BYTES, deadline=deadline)
+            except DeadlineExceeded as error:
+                raise PhotoApiUnavailable(f"{error} for {url}") from error
+            except AddressRefused as error:
+                raise PhotoApiUnavailable(f"refused to connect to a private address ({error}) for {url}") from error
+            except requests.RequestException as error:
+                if deadline.expired:
+                    raise PhotoApiUnavailable(f"{deadline.error()} for {url}") from error
+                raise PhotoApiUnavailable(f"{type(error).__name__} for {url}: {error}") from error
         if body is None:
             raise PhotoApiBadResponse(f"page from {response.url} is larger than {MAX_PAGE_BYTES} bytes")
         try:
@@ -95,7 +103,7 @@ class PhotoApiClient:
             raise PhotoApiBadResponse(f"not JSON from {response.url}: {snippet!r}") from error
 
 
-def _read_at_most(response: requests.Response, limit: int) -> bytes | None:
+def _read_at_most(response: requests.Response, limit: int, *, deadline: DeadlineScope) -> bytes | None:
     """The body, or None past limit bytes: a hostile API must not fill our memory with one page."""
     chunks, size = [], 0
     for chunk in response.iter_content(64 * 1024):
@@ -103,6 +111,9 @@ def _read_at_most(response: requests.Response, limit: int) -> bytes | None:
         if size > limit:
             return None
         chunks.append(chunk)
+    # A body the watchdog cut short can end "cleanly" when the API sent no length.
+    if deadline.fired:
+        raise deadline.error()
     return b"".join(chunks)
 
 

@@ -13,7 +13,7 @@ from django.core.files.storage import Storage
 from chat.images.download import DownloadedImage, ImageDownloadError, image_download
 from chat.images.photo_api import Photo
 from chat.models import Image, ImageStatus
-from core.object_storage import StorageUnavailable, storage_describe
+from core.object_storage import StorageUnavailable, storage_deadline, storage_describe
 from core.s3_backend import ObjectContent
 
 
@@ -50,7 +50,7 @@ def download_limits() -> DownloadLimits:
     return DownloadLimits(
         max_bytes=settings.IMAGE_FETCH_MAX_BYTES,
         max_pixels=settings.IMAGE_FETCH_MAX_PIXELS,
-        deadline_seconds=max(settings.IMAGE_FETCH_READ_TIMEOUT * 4, 60.0),
+        deadline_seconds=settings.IMAGE_FETCH_DEADLINE,
     )
 
 
@@ -80,7 +80,7 @@ def image_store_one(
     try:
         key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
         with sentry_sdk.start_span(op="storage.upload", name=key):
-            etag = _upload(storage, key=key, downloaded=downloaded, photo=photo)
+            etag = image_upload(storage, key=key, downloaded=downloaded, photo=photo)
     finally:
         downloaded.close()
     return PhotoOutcome(
@@ -132,8 +132,8 @@ def failure_kind(error: Exception) -> str:
     }.get(type(error).__name__, type(error).__name__)
 
 
-def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> str:
-    """Store the bytes under key; the ETag the storage answered (recorded, so a listing can be compared)."""
+def image_upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> str:
+    """Store the bytes under key with their metadata; the ETag answered. StorageUnavailable when it fails or is slow."""
     content = ObjectContent(
         downloaded.file,
         content_type=downloaded.content_type,
@@ -146,7 +146,9 @@ def _upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: P
         },
     )
     try:
-        saved = storage.save(key, content)
+        # A wall-clock bound on the upload (a multipart upload's own threads are outside it).
+        with storage_deadline(f"upload of {key}"):
+            saved = storage.save(key, content)
     except Exception as error:  # any storage failure stops the run; the message says which
         raise StorageUnavailable(
             f"upload of {key} to {storage_describe(storage=storage)} failed: {type(error).__name__}: {error}"

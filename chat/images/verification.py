@@ -23,7 +23,14 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from chat.images.fetch_lock import image_fetch_lock
-from chat.images.objects import ObjectFacts, StoredObject, object_delete, object_facts, object_listing
+from chat.images.objects import (
+    ObjectFacts,
+    StoredObject,
+    object_delete,
+    object_facts,
+    object_listing,
+    object_modified_at,
+)
 from chat.images.repair import image_repair_rows
 from chat.images.verify_listing import ListedRow, merge_by_key, rows_by_key
 from chat.images.verify_reports import ImageProblem, ImageVerifySummary, PassCounts
@@ -85,7 +92,7 @@ def image_verify_all(
     delete_orphans removes objects no row names that are older than orphan_min_age (younger
     ones may belong to a fetch that has not written its rows yet). Raises StorageUnavailable
     when the storage does not answer (the batches finished before stay written), and with
-    repair FetchAlreadyRunning while a fetch run is going.
+    repair or delete_orphans FetchAlreadyRunning while a fetch run is going.
     """
     storage = storage or default_storage
     workers = workers or settings.IMAGE_VERIFY_WORKERS
@@ -106,7 +113,9 @@ def image_verify_all(
         selected=None if ids is None else len(ids),
     )
     # --repair downloads: never alongside a fetch run, which would download the same photos.
-    with image_fetch_lock() if repair else nullcontext():
+    # --delete-orphans deletes: never alongside a fetch or repair, which may upload and record
+    # the very key it judged an orphan from its listing (docs/concurrency.md).
+    with image_fetch_lock() if repair or delete_orphans else nullcontext():
         return _verify_locked(
             summary=summary,
             storage=storage,
@@ -416,11 +425,18 @@ def _unchanged(rows: list[Image]):
 def _find_orphans(
     *, summary: ImageVerifySummary, storage: Storage, objects: list[StoredObject], delete: bool, min_age: timedelta
 ) -> None:
-    """Listed objects under images/ that no row named: reported, and deleted when asked and old enough."""
+    """Listed objects under images/ that no row named: reported, and deleted when asked and old enough.
+
+    Deleting runs under the fetch lock (image_verify_all), so no fetch or repair uploads or records
+    a key meanwhile; each candidate is still checked again right before its delete, against the
+    rows and against the object's own modification time, so a writer outside the lock (an older
+    release during a deploy, a hand-run script) costs at most an orphan kept, never a stored image.
+    """
     cutoff = timezone.now() - min_age
     keys = [stored.key for stored in objects]
     # Asked again now: a fetch may have written the row since the rows were read.
     named = set(Image.objects.filter(file__in=keys).values_list("file", flat=True))
+    candidates = []
     for stored in objects:
         if stored.key in named:
             continue
@@ -435,7 +451,35 @@ def _find_orphans(
         if not delete:
             continue
         if old_enough:
-            object_delete(storage=storage, key=stored.key)
-            summary.orphans_deleted += 1
+            candidates.append(stored)
         else:
             summary.orphans_too_recent += 1
+    if candidates:
+        _delete_orphans(candidates, summary=summary, storage=storage, cutoff=cutoff)
+
+
+def _delete_orphans(candidates: list[StoredObject], *, summary: ImageVerifySummary, storage: Storage, cutoff) -> None:
+    # The object first, the rows last: every writer uploads before it records, so the row check
+    # closest to the delete is the one that matters.
+    unchanged = []
+    for stored in candidates:
+        modified_at = object_modified_at(storage=storage, key=stored.key)
+        # Gone, rewritten or young again since the listing: not this run's to delete.
+        if modified_at is not None and _seconds(modified_at) == _seconds(stored.modified_at) and modified_at <= cutoff:
+            unchanged.append(stored)
+        else:
+            summary.orphans_too_recent += 1
+            logger.info("image_verify.orphan_kept", key=stored.key, reason="changed since the listing")
+    named_now = set(Image.objects.filter(file__in=[stored.key for stored in unchanged]).values_list("file", flat=True))
+    for stored in unchanged:
+        if stored.key in named_now:
+            summary.orphans_too_recent += 1
+            logger.info("image_verify.orphan_kept", key=stored.key, reason="a row names it since the listing")
+            continue
+        object_delete(storage=storage, key=stored.key)
+        summary.orphans_deleted += 1
+
+
+def _seconds(moment):
+    # A listing's times carry milliseconds, a HEAD's Last-Modified whole seconds.
+    return moment.replace(microsecond=0)

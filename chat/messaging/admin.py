@@ -59,12 +59,17 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = [("image", admin.RelatedFieldListFilter)]
     search_fields = ["chat__user__username", "text"]
     search_help_text = "An exact username, or words from the message text."
-    raw_id_fields = ["chat", "image"]
-    readonly_fields = ["image_preview", "created_at"]
+    # Messages are written by broadcasts only, whose chunks keep the readers' floor true
+    # (docs/api.md, "Read state"). An id this web connection cached long ago would land below a
+    # read watermark, and so would a message moved to another chat: no add, no change of chat or image.
+    readonly_fields = ["chat", "image", "image_preview", "created_at"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     # Django renders each row in Python: 50 keep a page prompt for staff (its SQL is ~3 ms at any size).
     list_per_page = 50
+
+    def has_add_permission(self, request):
+        return False
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -4,10 +4,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from chat.images.selectors import staff_may_view_images
-from chat.models import Chat, Image, ImageStatus, Message
+from chat.models import BroadcastChunk, Chat, ChunkStatus, Image, ImageStatus, Message
+from core.database import BIGINT_MAX
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,53 @@ def chat_for_reader(*, user, chat_id: int | None = None) -> Chat:
     return chats.get()
 
 
-def chat_counts(*, chat: Chat, as_loaded: bool = False) -> ChatCounts:
-    """Messages of the chat and those after its read watermark: the chat row's counters, whatever its size.
+def chat_read_floor(chat_id: int):
+    """The largest message id a reader of the chat may be shown now (an expression, BIGINT_MAX when no bound).
 
-    The database's triggers keep them (migration 0009_chat_message_counts). Read again (one
-    primary-key query) unless as_loaded: the chat was read in this request (chat_for_reader) and
-    its counters came with it.
+    Every message of the chat at or below it has committed, and none will ever commit below it:
+    each writer of the chat's messages is a running chunk whose ids all lie above its claim's
+    message_ids_above (chat/broadcasts/chunks.py), recorded and committed before it drew an id.
+    A chunk whose claim this statement cannot see yet draws its ids after that claim commits,
+    above every id this statement can see. A running chunk without the value (claimed before
+    migration 0006) holds the chat at 0 until its lease runs out. docs/api.md, "Read state".
     """
-    if not as_loaded:
-        chat.refresh_from_db(fields=["last_read_message_id", "message_count", "unread_count"])
-    return ChatCounts(message_count=chat.message_count, unread_count=chat.unread_count)
+    running = BroadcastChunk.objects.filter(
+        status=ChunkStatus.RUNNING, after_chat_id__lt=chat_id, up_to_chat_id__gte=chat_id
+    ).annotate(floor=Coalesce("message_ids_above", 0))
+    return Coalesce(Subquery(running.order_by("floor").values("floor")[:1]), BIGINT_MAX)
+
+
+def chat_messages_shown(chat_id: int):
+    """The chat's messages a reader may be shown and mark read: those at or below chat_read_floor.
+
+    The chat as a range (chat_id >= X AND chat_id <= X): see _message_page.
+    """
+    return Message.objects.filter(chat_id__gte=chat_id, chat_id__lte=chat_id, id__lte=chat_read_floor(chat_id))
+
+
+def chat_counts(*, chat: Chat) -> ChatCounts:
+    """Messages of the chat shown to its reader and those after its watermark: one query, whatever the chat holds.
+
+    The chat row's counters (kept by the database's triggers, migration 0009_chat_message_counts)
+    count every committed message; those above chat_read_floor are not shown yet and are taken off.
+    They are all unread (the watermark never passes the floor) and few: the messages of chunks that
+    committed while an older chunk covering the chat still runs, found by a range scan of
+    (chat_id, id) above the floor (none at all when no chunk runs: the floor is BIGINT_MAX).
+    """
+    above_floor = (
+        Message.objects.filter(chat_id__gte=chat.pk, chat_id__lte=chat.pk, id__gt=chat_read_floor(chat.pk))
+        .order_by()
+        .values("chat_id")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    message_count, unread_count, hidden = (
+        Chat.objects.filter(pk=chat.pk)
+        .annotate(hidden=Coalesce(Subquery(above_floor), 0))
+        .values_list("message_count", "unread_count", "hidden")
+        .get()
+    )
+    return ChatCounts(message_count=message_count - hidden, unread_count=unread_count - hidden)
 
 
 def message_page(*, chat: Chat, before_id: int | None = None, limit: int) -> MessagePage:
@@ -102,7 +141,8 @@ def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
     # evenly: for a big chat with old messages that read a million other rows (175 ms, not 0.2 ms;
     # bench/http_recipients).
     # Tuples, not model instances: building 20 instances and their images was a third of a request.
-    messages = Message.objects.filter(chat_id__gte=chat_id, chat_id__lte=chat_id)
+    # Only what chat_read_floor allows: a message can then appear only above what a reader was shown.
+    messages = chat_messages_shown(chat_id)
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
     rows = [

@@ -35,7 +35,8 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("chat", "0005_chat_read_state"),
+        # 0005 when written; main's latest since (two leaves would stop `migrate`).
+        ("chat", "0006_broadcast_read_floor_and_database_clock"),
     ]
 
     operations = [

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Now
 
 from chat.models.images import Image
 
@@ -38,7 +39,9 @@ class Broadcast(models.Model):
     skipped_count = models.PositiveBigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.QUEUED)
     error = models.TextField(blank=True)
-    started_at = models.DateTimeField(auto_now_add=True)
+    # On the database's clock, as finished_at (Now()) that the CHECK below compares it with:
+    # an app server whose clock runs ahead must not make a finished broadcast unclosable.
+    started_at = models.DateTimeField(db_default=Now(), editable=False)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -92,6 +95,10 @@ class BroadcastChunk(models.Model):
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     worker = models.CharField(max_length=255, blank=True, help_text="Host and process of the last claim.")
     leased_until = models.DateTimeField(null=True, blank=True)
+    # Set at every claim: every message id the claim's run writes is above it (it draws its ids
+    # after the claim committed). Readers see no message of the chunk's chats above the lowest of
+    # the running chunks' values: chat/messaging/read_state.py, docs/api.md "Read state".
+    message_ids_above = models.BigIntegerField(null=True, blank=True, editable=False)
     queued_at = models.DateTimeField(null=True, blank=True, help_text="Last handed to the broker.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -112,6 +119,12 @@ class BroadcastChunk(models.Model):
         ]
         indexes = [
             models.Index(fields=["leased_until"], name="chunk_running_lease", condition=Q(status=ChunkStatus.RUNNING)),
+            # A reader's floor: the running chunks that cover a chat (a handful of rows at any time).
+            models.Index(
+                fields=["after_chat_id", "up_to_chat_id"],
+                name="chunk_running_chats",
+                condition=Q(status=ChunkStatus.RUNNING),
+            ),
         ]
 
     def __str__(self):

@@ -18,6 +18,11 @@ def new_queue_name() -> str:
     return f"pru-test-{os.getpid()}-{time.monotonic_ns()}"
 
 
+def sweeper_queue(queue: str) -> str:
+    """The sweeper's queue beside a default queue, as pru_app.settings derives CELERY_SWEEPER_QUEUE."""
+    return f"{queue}.sweeper"
+
+
 def child_environment(*, broker_url: str, queue: str, env_overrides: dict | None = None) -> dict:
     """The environment of a worker or beat: this test database, the broker, the queue, JSON logs."""
     database = connection.settings_dict
@@ -39,8 +44,11 @@ def child_environment(*, broker_url: str, queue: str, env_overrides: dict | None
 @contextlib.contextmanager
 def publishing_to(*, broker_url: str, queue: str):
     """This process's tasks go to broker_url's queue (and not run eagerly) inside the block."""
-    previous = {key: celery_app.conf[key] for key in ("broker_url", "task_always_eager", "task_default_queue")}
-    celery_app.conf.update(broker_url=broker_url, task_always_eager=False, task_default_queue=queue)
+    keys = ("broker_url", "task_always_eager", "task_default_queue", "sweeper_queue")
+    previous = {key: celery_app.conf.get(key) for key in keys}
+    celery_app.conf.update(
+        broker_url=broker_url, task_always_eager=False, task_default_queue=queue, sweeper_queue=sweeper_queue(queue)
+    )
     _forget_broker_connections()
     try:
         yield
@@ -82,13 +90,13 @@ def stop_process_group(process, *, timeout=20):
 
 
 def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, name: str | None = None) -> list[str]:
-    """As deploy/compose/worker/start runs it, on the test's queue."""
+    """As deploy/compose/worker/start runs it, on the test's queue and the sweeper's beside it."""
     arguments = [
         "worker",
         "--pool",
         pool,
         "-Q",
-        queue,
+        f"{queue},{sweeper_queue(queue)}",
         "--without-heartbeat",
         "--without-gossip",
         "--without-mingle",

@@ -127,7 +127,9 @@ class Command(BaseCommand):
                     # Inside the job: the cron check-in says "error" when anything is still wrong.
                     raise VerifyFailed(_failure_message(summary, repair=repair, delete_orphans=delete_orphans))
         except FetchAlreadyRunning as error:
-            raise CommandError(f"Not started: {error} (--repair downloads; run it when the fetch is done).") from error
+            raise CommandError(
+                f"Not started: {error} (--repair downloads and --delete-orphans deletes; run it when the fetch is done)."
+            ) from error
         except StorageUnavailable as error:
             raise CommandError(
                 f"Object storage did not answer: {error}. No image was marked missing because of it; run again once it is back."

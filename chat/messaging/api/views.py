@@ -57,7 +57,7 @@ class ChatApi(ReaderApiView):
     def get(self, request):
         """The caller's chat with its message count and unread count."""
         chat = reader_chat(request)
-        counts = chat_counts(chat=chat, as_loaded=True)
+        counts = chat_counts(chat=chat)
         return Response(
             ChatSerializer(
                 {

@@ -37,7 +37,7 @@ def chat_page(request):
         {
             "chat": chat,
             "own_chat": chat.user_id == request.user.pk,
-            "counts": chat_counts(chat=chat, as_loaded=True),
+            "counts": chat_counts(chat=chat),
             "items": [
                 {
                     "message": message,

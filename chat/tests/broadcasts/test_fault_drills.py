@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
+from django.db.models.functions import Now
 from django.urls import reverse
 
 from chat.broadcasts.queue import chunks_enqueue
@@ -377,3 +378,107 @@ def _connections_refused(database: str):
         with admin.cursor() as cursor:
             cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         admin.close()
+
+
+# --- No admin action answers 500 during an outage (issue 16, finding 8) -------------------------
+#
+# The database goes down in the middle of each action: a gate (chat/tests/race_gates.py) holds the
+# action's first write until the test has refused new connections and terminated the action's
+# backend, so the outage lands inside the action, after the request was authenticated.
+
+ADMIN_ACTIONS = {
+    # action: (changelist, what the gate holds)
+    "send_to_all_chats": ("admin:chat_image_changelist", ("chat_message", "INSERT")),
+    "resume": ("admin:chat_broadcast_changelist", ("chat_message", "INSERT")),
+    "verify_selected": ("admin:chat_image_changelist", ("chat_image", "UPDATE")),
+    "repair_selected": ("admin:chat_image_changelist", ("chat_image", "UPDATE")),
+}
+
+
+def _staff_client():
+    from django.test import Client
+
+    staff = get_user_model().objects.create_superuser("drill-staff", password="pw-for-tests-only")
+    Chat.objects.get_or_create(user=staff)
+    client = Client(raise_request_exception=False)
+    client.force_login(staff)
+    return client
+
+
+def _failed_broadcast(send) -> Broadcast:
+    """A recorded broadcast whose every chunk failed: what staff resume."""
+    broadcast = send()
+    broadcast.chunks.update(status=ChunkStatus.FAILED, last_error="RuntimeError('boom')")
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        status=BroadcastStatus.FAILED, error="RuntimeError('boom')", finished_at=Now()
+    )
+    return broadcast
+
+
+def _selection(action, send, request) -> list[int]:
+    if action == "resume":
+        return [_failed_broadcast(send).pk]
+    if action in ("verify_selected", "repair_selected"):
+        # A storage that answers (moto's S3): the images' objects are missing, which the actions record.
+        request.getfixturevalue("s3_storage")
+    return list(send.image_ids)
+
+
+@pytest.mark.parametrize("action", list(ADMIN_ACTIONS))
+def test_each_admin_action_answers_a_message_not_500_when_the_database_goes_down_mid_action(
+    action, send, drill, settings, request
+):
+    from chat.tests.race_gates import gate, in_thread
+
+    changelist, (table, event) = ADMIN_ACTIONS[action]
+    # With a broker, as the finding: the in-process send's interruption handling queues the chunks.
+    settings.CELERY_BROKER_URL = drill.redis_server.url if action == "send_to_all_chats" else ""
+    settings.BROADCAST_QUEUE_FROM_MESSAGES = 10**9  # in-process, in the request
+    settings.BROADCAST_WORKERS = 1
+    settings.BROADCAST_CHUNK_MAX_ATTEMPTS = 2
+    client = _staff_client()
+    selected = _selection(action, send, request)
+    main_backend = _backend_pid()
+    with gate(table=table, event=event, when="true") as held:
+        request = in_thread(lambda: client.post(reverse(changelist), {"action": action, "_selected_action": selected}))
+        held.wait_until_held()
+        with _connections_refused(connection.settings_dict["NAME"]):
+            _terminate_backends_except(held.holder, main_backend)
+            response = request.result(timeout=90)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    shown = client.get(reverse(changelist)).content.decode()
+    assert "unavailable" in shown, shown[-3000:]
+
+
+@pytest.mark.parametrize("action", ["resume", "verify_selected", "repair_selected"])
+def test_each_admin_action_answers_a_message_not_500_with_the_broker_down(action, send, drill, settings, request):
+    """Sending with the broker down: test_broker_down_when_staff_press_go_is_no_500_…"""
+    settings.CELERY_BROKER_URL = drill.redis_server.url
+    changelist, _held = ADMIN_ACTIONS[action]
+    client = _staff_client()
+    selected = _selection(action, send, request)
+    drill.redis_server.stop()
+    response = client.post(reverse(changelist), {"action": action, "_selected_action": selected}, follow=True)
+    assert response.status_code == 200
+    assert response.context["messages"] and all(message.message for message in response.context["messages"])
+    if action == "resume":
+        assert "the broker is unavailable" in response.content.decode()
+        # Its chunks are pending again and the broadcast unfinished: the sweeper sends them once the broker is back.
+        assert Broadcast.objects.get().status == BroadcastStatus.RUNNING
+        assert set(BroadcastChunk.objects.values_list("status", flat=True)) == {ChunkStatus.PENDING}
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _terminate_backends_except(raw, *kept_pids: int) -> None:
+    """Every backend of the test database but raw's own and kept_pids: the action loses its connection."""
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND NOT (pid = ANY(%s))",
+            [list(kept_pids)],
+        )
