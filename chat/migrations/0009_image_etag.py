@@ -48,8 +48,8 @@ class Migration(migrations.Migration):
                 max_length=100,
                 help_text="The storage's ETag of the stored copy (no quotes): what verify_images compares with a listing.",
                 default="",
+                db_default="",
             ),
-            preserve_default=False,
         ),
         migrations.RunPython(add_index, remove_index, elidable=False),
     ]

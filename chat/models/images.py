@@ -36,6 +36,9 @@ class Image(models.Model):
     etag = models.CharField(
         max_length=100,
         blank=True,
+        default="",
+        # Writers that insert rows by SQL (benchmarks, bulk seeds) need not name it.
+        db_default="",
         help_text="The storage's ETag of the stored copy (no quotes): what verify_images compares with a listing.",
     )
     width = models.PositiveIntegerField(null=True, blank=True)

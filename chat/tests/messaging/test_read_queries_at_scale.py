@@ -80,7 +80,11 @@ def test_the_counts_cost_one_primary_key_read_whatever_the_chat_holds(big_and_sm
         # above the reader's floor: no COUNT over the chat's messages, whatever it holds.
         (query,) = captured.captured_queries
         nodes = list(_nodes(_plan_of_sql(query["sql"])))
-        assert {node.get("Relation Name") for node in nodes} - {None} <= {"chat_chat", "chat_message", "chat_broadcastchunk"}
+        assert {node.get("Relation Name") for node in nodes} - {None} <= {
+            "chat_chat",
+            "chat_message",
+            "chat_broadcastchunk",
+        }
         # Only the messages above the floor are read (none: no chunk runs), never the chat's 100,000.
         message_scans = [node for node in nodes if node.get("Relation Name") == "chat_message"]
         assert all(scan["Actual Rows"] == 0 for scan in message_scans), message_scans
