@@ -124,9 +124,7 @@ class LocalStack:
             if self.env.get("CELERY_BROKER_URL"):
                 self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")])
                 # The broadcast sweeper's own worker, as compose's `sweeper` service.
-                self._spawn(
-                    "sweeper", [str(COMPOSE_DIR / "worker" / "start")], extra_env={"CELERY_WORKER_ROLE": "sweeper"}
-                )
+                self._spawn("sweeper", [str(COMPOSE_DIR / "worker" / "start")], extra_env=self._sweeper_env())
                 self._spawn("beat", [str(COMPOSE_DIR / "beat" / "start")])
             self._start_nginx()
             self.wait_until_ready()
@@ -301,6 +299,15 @@ class LocalStack:
             sys.stdout.write(self.log_text(name))
         if result.returncode != 0:
             raise StackError(f"{name} failed ({result.returncode}):\n{self.log_text(name)[-3000:]}")
+
+    def _sweeper_env(self) -> dict[str, str]:
+        """The sweeper's worker reads only its queue, one task at a time, as compose's `sweeper`."""
+        default_queue = self.env.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+        return {
+            "CELERY_WORKER_NAME": "sweeper",
+            "CELERY_WORKER_QUEUES": self.env.get("CELERY_SWEEPER_QUEUE") or f"{default_queue}.sweeper",
+            "CELERY_WORKER_CONCURRENCY": "1",
+        }
 
     def _spawn(self, name: str, command: list[str], *, extra_env: dict[str, str] | None = None) -> None:
         # Own session: a Ctrl-C in the terminal reaches only the runner, which stops the

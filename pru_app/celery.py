@@ -22,3 +22,11 @@ def configure_worker_logging(**kwargs) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):
+    """Celery's router (CELERY_TASK_ROUTES): the queue CELERY_QUEUE_SETTING_BY_TASK names, read at each publish."""
+    from django.conf import settings
+
+    setting = settings.CELERY_QUEUE_SETTING_BY_TASK.get(name)
+    return {"queue": getattr(settings, setting)} if setting else None

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from kombu import Exchange, Queue
 
 from core.secret_values import PlaceholderSecret, env_secret, example_values, refuse_placeholder_secrets
 from pru_app.beat_schedules import image_beat_schedule
@@ -273,17 +274,43 @@ BROADCAST_CHUNK_MAX_ATTEMPTS = env.int("BROADCAST_CHUNK_MAX_ATTEMPTS", default=5
 # queued, claimed or finished for BROADCAST_STALL_SECONDS.
 BROADCAST_SWEEP_SECONDS = env.float("BROADCAST_SWEEP_SECONDS", default=30.0)
 BROADCAST_STALL_SECONDS = env.int("BROADCAST_STALL_SECONDS", default=120)
+# Broadcast chunks inserting at once, over every worker, host and in-process runner (0: no bound),
+# and for any one broadcast: each is one busy database core. Keep the total below the database's
+# cores so the site's own queries always find one (docs/broadcasts.md, "Sizing").
+BROADCAST_MAX_CONCURRENT_CHUNKS = env.int("BROADCAST_MAX_CONCURRENT_CHUNKS", default=1)
+BROADCAST_MAX_CONCURRENT_CHUNKS_PER_BROADCAST = env.int("BROADCAST_MAX_CONCURRENT_CHUNKS_PER_BROADCAST", default=1)
+# How long a runner waits for a free slot before it lets the chunk go (a Celery task retries it later).
+BROADCAST_SLOT_WAIT_SECONDS = env.float("BROADCAST_SLOT_WAIT_SECONDS", default=10.0)
+# The database role the app connects as, when migrations run as another one (empty: the same role):
+# migration 0007 grants it SET on session_replication_role for the broadcasts' insert (docs/broadcasts.md).
+DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", default="")
 
 # Celery (Redis broker). Tasks run in-process when no broker is configured.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
-# The sweeper has a queue of its own, so that no backlog of other tasks (a broadcast's chunks, a long
-# fetch) can hold it back; every worker consumes it beside its own queue (deploy/compose/worker/start).
+# Tasks with a queue of their own, so that no backlog of other tasks holds them back:
+# - the sweeper's, so a backlog of chunks or a long fetch never delays a sweep (docs/concurrency.md);
+#   every worker but broadcast-worker consumes it beside the default queue, compose's `sweeper` only it;
+# - broadcast chunks', so a send never delays the other jobs, on a worker of their own (compose
+#   `broadcast-worker`) with its own concurrency (docs/broadcasts.md).
 CELERY_SWEEPER_QUEUE = env.str("CELERY_SWEEPER_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.sweeper")
-# Tasks with a queue of their own, by name (pru_app.celery_routes); the rest go to the default queue.
-CELERY_TASK_ROUTES = ("pru_app.celery_routes.route_task",)
+CELERY_BROADCAST_QUEUE = env.str("CELERY_BROADCAST_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.broadcasts")
+# Task name → the setting naming its queue; every other task goes to CELERY_TASK_DEFAULT_QUEUE.
+# Read at each publish by pru_app.celery.route_task (a test may point a setting at its own queue).
+CELERY_QUEUE_SETTING_BY_TASK = {
+    "chat.tasks.broadcasts_sweep_task": "CELERY_SWEEPER_QUEUE",
+    "chat.tasks.broadcast_chunk_task": "CELERY_BROADCAST_QUEUE",
+}
+CELERY_TASK_ROUTES = ("pru_app.celery.route_task",)
+# Every queue a worker started without -Q consumes (bin/serve's one worker); compose's workers
+# pick theirs with CELERY_WORKER_QUEUES / CELERY_WORKER_EXCLUDE_QUEUES (deploy/compose/worker/start).
+# Declared as Celery declares a missing queue: a direct exchange of the same name.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name)
+    for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_SWEEPER_QUEUE, CELERY_BROADCAST_QUEUE)
+]
 CELERY_TASK_ACKS_LATE = True
 # A task whose worker process died goes back to the queue instead of being acknowledged.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -36,7 +36,8 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
-from chat.broadcasts.inserts import count_chats, insert_missing_messages
+from chat.broadcasts.inserts import insert_missing_messages
+from chat.broadcasts.slots import chunk_slot
 from chat.models import (
     UNFINISHED_BROADCAST_STATUSES,
     Broadcast,
@@ -72,7 +73,8 @@ class ChunkRun:
     chunk_id: int
     # ran: this call committed the chunk; finished: it was done before (or by a run that
     # took over this call's claim); leased: another runner holds a live lease;
-    # not_runnable: its broadcast is finished (failed and not resumed), or it is out of attempts.
+    # not_runnable: its broadcast is finished (failed and not resumed), or it is out of attempts;
+    # throttled: no concurrency slot was free (slots.py), the chunk was not claimed: try again later.
     outcome: str
     created: int = 0
     lease_seconds_left: float = 0.0
@@ -117,8 +119,12 @@ def _chunk_upper_bounds(chats_per_chunk: int) -> list[tuple[int, int]]:
         return cursor.fetchall()
 
 
-def chunk_run(*, chunk_id: int, owner: str, close: bool = True) -> ChunkRun:
+def chunk_run(*, chunk_id: int, owner: str, close: bool = True, slot_wait_seconds: float | None = None) -> ChunkRun:
     """Claim the chunk for owner and create its messages; close the broadcast when it was the last.
+
+    The chunk runs in one of the bounded concurrency slots (chat/broadcasts/slots.py), waited
+    for up to slot_wait_seconds (default BROADCAST_SLOT_WAIT_SECONDS); without one it is left
+    unclaimed and the outcome is "throttled".
 
     close=False leaves the closing to the caller (the in-process runner closes once, at its end,
     with the first chunk's error as the cause).
@@ -128,6 +134,18 @@ def chunk_run(*, chunk_id: int, owner: str, close: bool = True) -> ChunkRun:
     Transient database errors propagate after the claim is released; any other error marks
     the chunk failed and raises ChunkFailed.
     """
+    if slot_wait_seconds is None:
+        slot_wait_seconds = settings.BROADCAST_SLOT_WAIT_SECONDS
+    broadcast_id = BroadcastChunk.objects.filter(pk=chunk_id).values_list("broadcast_id", flat=True).first()
+    if broadcast_id is None:
+        return ChunkRun(chunk_id=chunk_id, outcome="not_runnable")
+    with chunk_slot(broadcast_id=broadcast_id, wait_seconds=slot_wait_seconds) as slot:
+        if not slot:
+            return ChunkRun(chunk_id=chunk_id, outcome="throttled")
+        return _run_claimed(chunk_id=chunk_id, owner=owner, close=close)
+
+
+def _run_claimed(*, chunk_id: int, owner: str, close: bool) -> ChunkRun:
     claim = _claim(chunk_id=chunk_id, owner=owner)
     if isinstance(claim, ChunkRun):
         return claim
@@ -262,12 +280,11 @@ def _insert_and_commit(chunk: BroadcastChunk, token: uuid.UUID) -> int:
     with transaction.atomic():
         _limit_statement_time()
         _fresh_message_ids()
-        chats = count_chats(after_chat_id=chunk.after_chat_id, up_to_chat_id=chunk.up_to_chat_id)
-        created = insert_missing_messages(
+        # The chats and images it counts are the live ones it locked: one deleted meanwhile is not counted.
+        inserted = insert_missing_messages(
             image_ids=image_ids, after_chat_id=chunk.after_chat_id, up_to_chat_id=chunk.up_to_chat_id
         )
-        # Pairs that were already there, from an earlier or a concurrent send.
-        skipped = max(chats * len(image_ids) - created, 0)
+        chats, created, skipped = inserted.chats, inserted.created, inserted.skipped
         committed = BroadcastChunk.objects.filter(pk=chunk.pk, status=ChunkStatus.RUNNING, claim_token=token).update(
             status=ChunkStatus.SUCCEEDED,
             chat_count=chats,

@@ -28,6 +28,7 @@ from chat.broadcasts.chunks import (
     lease_expired,
 )
 from chat.broadcasts.queue import BrokerUnavailable, chunks_enqueue
+from chat.broadcasts.slots import slot_limits
 from chat.models import (
     UNFINISHED_BROADCAST_STATUSES,
     Broadcast,
@@ -151,7 +152,8 @@ def broadcast_run(*, broadcast: Broadcast, workers: int | None = None) -> Broadc
     Raises BroadcastError when it ends failed, or when a database outage outlasts the retries
     (the rest stay pending for resume_broadcasts, or for the sweeper when there is a broker).
     """
-    workers = workers or settings.BROADCAST_WORKERS
+    # More connections than concurrency slots would only wait for them (chat/broadcasts/slots.py).
+    workers = min([workers or settings.BROADCAST_WORKERS, *(bound for bound in slot_limits() if bound)])
     owner = f"in-process:{uuid.uuid4().hex}"
     chunk_ids = list(
         broadcast.chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING])
@@ -213,8 +215,8 @@ def _run_chunks(chunk_ids: list[int], *, owner: str, workers: int):
         for chunk_id in chunk_ids:
             yield _run_chunk_to_the_end(chunk_id, owner)
         return
-    # The foreign-key checks PostgreSQL runs per row are CPU-bound: one backend per core
-    # divides the wall time. At most 2 × workers chunks are in flight.
+    # A chunk's insert is CPU-bound on the database: one backend per core divides the wall time
+    # (within the concurrency slots). At most 2 × workers chunks are in flight.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="broadcast") as pool:
         in_flight: deque[Future[ChunkFailed | None]] = deque()
         for chunk_id in chunk_ids:
@@ -233,9 +235,14 @@ def _run_chunk_on_own_connection(chunk_id: int, owner: str) -> ChunkFailed | Non
 
 
 def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
-    """Run one chunk, retrying transient database errors with backoff, waiting out another runner's lease."""
+    """Run one chunk, retrying transient database errors with backoff, waiting out another runner's lease.
+
+    Waits for a concurrency slot as long as it takes (other sends, or workers, hold them).
+    """
     delay = 0.5
-    for attempt in range(1, settings.BROADCAST_CHUNK_MAX_ATTEMPTS + 1):
+    attempt = 0
+    while attempt < settings.BROADCAST_CHUNK_MAX_ATTEMPTS:
+        attempt += 1
         try:
             result = chunk_run(chunk_id=chunk_id, owner=owner, close=False)
         except ChunkFailed as failure:
@@ -246,6 +253,9 @@ def _run_chunk_to_the_end(chunk_id: int, owner: str) -> ChunkFailed | None:
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
             connection.close_if_unusable_or_obsolete()
+            continue
+        if result.outcome == "throttled":
+            attempt -= 1  # not an attempt: the chunk was not claimed
             continue
         if result.outcome != "leased":
             return None

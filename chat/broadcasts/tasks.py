@@ -1,5 +1,7 @@
 """The broadcasts' Celery tasks: thin wrappers that call a service. Names stay chat.tasks.* (queued messages, beat)."""
 
+import random
+
 from celery import shared_task
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -46,6 +48,10 @@ def broadcast_chunk_task(self, chunk_id: int) -> int:
             job.set_data("created", result.created)
     if outage is not None:
         raise outage
+    if result.outcome == "throttled":
+        # Every concurrency slot stayed busy for BROADCAST_SLOT_WAIT_SECONDS: give the process back
+        # and look again soon. Not counted against max_retries (those are for outages).
+        raise self.retry(countdown=1 + random.random(), max_retries=self.request.retries + 1)  # noqa: S311 (jitter)
     if result.outcome == "leased":
         # Another runner holds the chunk: look again when its lease would have run out.
         raise self.retry(countdown=result.lease_seconds_left + 1)

@@ -8,6 +8,7 @@ import sys
 import time
 
 from django.db import connection
+from django.test import override_settings
 
 from chat.models import BroadcastStatus
 from chat.tests.subprocess_helpers import PROJECT_ROOT
@@ -44,14 +45,14 @@ def child_environment(*, broker_url: str, queue: str, env_overrides: dict | None
 @contextlib.contextmanager
 def publishing_to(*, broker_url: str, queue: str):
     """This process's tasks go to broker_url's queue (and not run eagerly) inside the block."""
-    keys = ("broker_url", "task_always_eager", "task_default_queue", "sweeper_queue")
-    previous = {key: celery_app.conf.get(key) for key in keys}
-    celery_app.conf.update(
-        broker_url=broker_url, task_always_eager=False, task_default_queue=queue, sweeper_queue=sweeper_queue(queue)
-    )
+    previous = {key: celery_app.conf[key] for key in ("broker_url", "task_always_eager", "task_default_queue")}
+    celery_app.conf.update(broker_url=broker_url, task_always_eager=False, task_default_queue=queue)
     _forget_broker_connections()
+    # The queues of their own beside the default one, named as settings names them for a worker
+    # whose CELERY_TASK_DEFAULT_QUEUE is `queue` (pru_app.celery.route_task reads them at each publish).
     try:
-        yield
+        with override_settings(**own_queues(queue)):
+            yield
     finally:
         celery_app.conf.update(previous)
         _forget_broker_connections()
@@ -89,14 +90,19 @@ def stop_process_group(process, *, timeout=20):
         process.wait(timeout=10)
 
 
+def own_queues(queue: str) -> dict[str, str]:
+    """The settings of the queues a worker with CELERY_TASK_DEFAULT_QUEUE=queue derives from it."""
+    return {"CELERY_SWEEPER_QUEUE": sweeper_queue(queue), "CELERY_BROADCAST_QUEUE": f"{queue}.broadcasts"}
+
+
 def worker_arguments(*, queue: str, pool: str = "solo", concurrency: int = 1, name: str | None = None) -> list[str]:
-    """As deploy/compose/worker/start runs it, on the test's queue and the sweeper's beside it."""
+    """As deploy/compose/worker/start runs it, on the test's queue and the queues derived from it."""
     arguments = [
         "worker",
         "--pool",
         pool,
         "-Q",
-        f"{queue},{sweeper_queue(queue)}",
+        ",".join([queue, *own_queues(queue).values()]),
         "--without-heartbeat",
         "--without-gossip",
         "--without-mingle",

@@ -62,6 +62,9 @@ def gate(*, table: str, when: str, event: str = "INSERT", timing: str = "AFTER")
         cursor.execute(
             f"CREATE TRIGGER {name} {timing} {event} ON {table} FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION {name}()"
         )
+        # Fires in a chunk's insert too, which runs with session_replication_role = replica
+        # (chat/broadcasts/inserts.py) and so skips ordinary triggers.
+        cursor.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}")
     opened = Gate(key=key, holder=holder, trigger=name, table=table)
     try:
         yield opened

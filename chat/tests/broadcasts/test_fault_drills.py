@@ -40,6 +40,9 @@ DRILL_SETTINGS = {
     "BROADCAST_CHUNK_LEASE_SECONDS": "3",
     "BROADCAST_SWEEP_SECONDS": "1",
     "BROADCAST_STALL_SECONDS": "3",
+    # Room for every drill's runners at once: the drills race them on purpose (slots.py is tested apart).
+    "BROADCAST_MAX_CONCURRENT_CHUNKS": "4",
+    "BROADCAST_MAX_CONCURRENT_CHUNKS_PER_BROADCAST": "4",
 }
 
 
@@ -100,6 +103,9 @@ def send(make_image, settings):
             "CREATE TRIGGER drill_slow_insert BEFORE INSERT ON chat_message "
             "FOR EACH STATEMENT EXECUTE FUNCTION drill_slow_insert()"
         )
+        # Broadcasts insert with session_replication_role = replica (chat/broadcasts/inserts.py),
+        # which skips ordinary triggers: this one fires in every mode.
+        cursor.execute("ALTER TABLE chat_message ENABLE ALWAYS TRIGGER drill_slow_insert")
     send = lambda: broadcast_create(image_ids=[image.pk for image in images])  # noqa: E731
     send.image_ids = [image.pk for image in images]
     yield send

@@ -48,6 +48,8 @@ def slow_chunks():
             "CREATE TRIGGER sweeper_test_slow_insert BEFORE INSERT ON chat_message "
             "FOR EACH STATEMENT EXECUTE FUNCTION sweeper_test_slow_insert()"
         )
+        # As chat/tests/race_gates.py: the chunk's insert skips ordinary triggers (replica mode).
+        cursor.execute("ALTER TABLE chat_message ENABLE ALWAYS TRIGGER sweeper_test_slow_insert")
     yield
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS sweeper_test_slow_insert ON chat_message")

@@ -55,3 +55,14 @@ def test_without_a_broker_every_broadcast_runs_at_once(settings, make_user, make
     make_user()
     broadcast = broadcast_send(image_ids=[make_image().pk]).broadcast
     assert broadcast.status == BroadcastStatus.SUCCEEDED and broadcast.created_count == 2
+
+
+def test_chunk_tasks_go_to_the_broadcast_queue_and_the_other_tasks_to_the_default_one(settings):
+    from pru_app.celery import app
+
+    settings.CELERY_BROADCAST_QUEUE = "pru-test.broadcasts"
+    assert app.amqp.router.route({}, "chat.tasks.broadcast_chunk_task", (1,), {})["queue"].name == "pru-test.broadcasts"
+    assert (
+        app.amqp.router.route({}, "chat.tasks.broadcasts_sweep_task", (), {})["queue"].name
+        == app.conf.task_default_queue
+    )
