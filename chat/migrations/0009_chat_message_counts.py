@@ -107,6 +107,12 @@ POSTGRES = [
     """CREATE TRIGGER chat_unread_on_read BEFORE UPDATE OF last_read_message_id ON chat_chat
        FOR EACH ROW WHEN (NEW.last_read_message_id IS DISTINCT FROM OLD.last_read_message_id)
        EXECUTE FUNCTION chat_unread_on_read()""",
+    # A broadcast chunk inserts with session_replication_role = replica (migration 0007): only
+    # ENABLE ALWAYS triggers fire then, and these must fire for every writer.
+    "ALTER TABLE chat_message ENABLE ALWAYS TRIGGER chat_message_counts_insert",
+    "ALTER TABLE chat_message ENABLE ALWAYS TRIGGER chat_message_counts_delete",
+    "ALTER TABLE chat_message ENABLE ALWAYS TRIGGER chat_message_counts_update",
+    "ALTER TABLE chat_chat ENABLE ALWAYS TRIGGER chat_unread_on_read",
     # Filled while the triggers' lock keeps every writer of messages out until this commits.
     "LOCK TABLE chat_message IN SHARE ROW EXCLUSIVE MODE",
     """UPDATE chat_chat AS c SET message_count = d.n, unread_count = d.unread

@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         # 0005 when written; main's latest since (two leaves would stop `migrate`).
-        ("chat", "0006_broadcast_read_floor_and_database_clock"),
+        ("chat", "0007_broadcast_set_replication_role"),
     ]
 
     operations = [
