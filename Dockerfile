@@ -1,11 +1,14 @@
-# syntax=docker/dockerfile:1
 # pru_app images. Stages: `build` installs dependencies and collects static files,
 # `nginx` is the official nginx image with those static files and the config template,
 # `minio` is MinIO built from its source release (`minio-build`), `app` (the default, last)
 # runs Gunicorn as an unprivileged user.
+# No `# syntax=` line: the builder's own Dockerfile frontend builds this file (COPY --chmod
+# included), so a build never fetches a frontend image from Docker Hub (air-gapped hosts, mirrors).
+# Base images by supported tag; to pin by digest, pass e.g.
+#   --build-arg NGINX_IMAGE=nginx:1.30-alpine@sha256:<digest>   (docs/stack.md#image-versions)
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
-ARG NGINX_IMAGE=nginx:1.28-alpine
-ARG GO_IMAGE=golang:1.25-bookworm
+ARG NGINX_IMAGE=nginx:1.30-alpine
+ARG GO_IMAGE=golang:1.27-bookworm
 ARG MINIO_BASE_IMAGE=debian:bookworm-slim
 
 FROM ${PYTHON_IMAGE} AS build
@@ -30,8 +33,9 @@ COPY deploy/nginx/default.conf.template /etc/nginx/templates/default.conf.templa
 COPY --chmod=755 deploy/nginx/trusted-proxies.sh /docker-entrypoint.d/25-pru-trusted-proxies.sh
 COPY --from=build /app/staticfiles /srv/static
 ENV NGINX_STATIC_ROOT=/srv/static
+# Through nginx to the app's /healthz: unhealthy when nginx cannot reach it.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD wget --quiet --output-document=/dev/null http://127.0.0.1/nginx-healthz || exit 1
+    CMD wget --quiet --output-document=/dev/null http://127.0.0.1/healthz || exit 1
 
 FROM ${GO_IMAGE} AS minio-build
 # MinIO's community edition is source-only since October 2025 (no images on Docker Hub, quay.io

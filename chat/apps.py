@@ -9,3 +9,6 @@ class ChatConfig(AppConfig):
         # Connects the receivers, and registers the tasks that services queue by name in every process.
         from chat import tasks  # noqa: F401
         from chat.messaging import signals  # noqa: F401
+        from chat.metrics import connect_event_metrics
+
+        connect_event_metrics()

@@ -9,6 +9,11 @@ app_name = "chat"
 
 urlpatterns: list = [
     path("stored-images/<int:pk>", image_views.stored_image, name="stored_image"),
+    path(
+        "stored-images/<int:pk>/renditions/<str:file_name>",
+        image_views.stored_image_rendition,
+        name="stored_image_rendition",
+    ),
     path("chat/", chat_page_views.chat_page, name="chat_page"),
     path("chat/read", chat_page_views.chat_read, name="chat_read"),
 ]

@@ -53,3 +53,10 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 capture_output = False
 # Both logs as the app's lines (JSON under LOG_FORMAT=json); the access atoms become fields.
 logconfig_dict = gunicorn_logconfig_dict(access_log=bool(accesslog), level=loglevel.upper())
+
+
+def child_exit(server, worker) -> None:
+    """A worker that exited: prometheus_client's multiprocess mode drops its live gauges (core/metrics.py)."""
+    from core.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

@@ -119,13 +119,15 @@ class LocalStack:
             self.env = self._build_environment()
             self.manage("collectstatic", "--noinput", "--verbosity", "0", timeout=180)
             self._run_step("init", [str(COMPOSE_DIR / "init" / "start")], timeout=180)
-            self._spawn("gunicorn", [str(COMPOSE_DIR / "web" / "start")])
+            self._spawn("gunicorn", [str(COMPOSE_DIR / "web" / "start")], extra_env=self._metrics_env("gunicorn"))
             self.wait_until_ready(url=self.gunicorn_url + "/healthz")
             if self.env.get("CELERY_BROKER_URL"):
-                self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")])
+                self._spawn("worker", [str(COMPOSE_DIR / "worker" / "start")], extra_env=self._metrics_env("worker"))
                 # The broadcast sweeper's own worker, as compose's `sweeper` service.
                 self._spawn("sweeper", [str(COMPOSE_DIR / "worker" / "start")], extra_env=self._sweeper_env())
                 self._spawn("beat", [str(COMPOSE_DIR / "beat" / "start")])
+                if self.env.get("FLOWER_PORT"):
+                    self._spawn("flower", [str(COMPOSE_DIR / "flower" / "start")])
             self._start_nginx()
             self.wait_until_ready()
         except BaseException:
@@ -264,6 +266,10 @@ class LocalStack:
         env["NGINX_LISTEN"] = f"127.0.0.1:{self.port}"
         env["NGINX_APP_UPSTREAM"] = env["GUNICORN_BIND"]
         env["NGINX_STATIC_ROOT"] = env["DJANGO_STATIC_ROOT"]
+        # The worker serves its metrics on loopback (Prometheus scrapes it beside Gunicorn's /metrics).
+        env.setdefault("CELERY_METRICS_PORT", str(free_port()))
+        env.setdefault("CELERY_SWEEPER_METRICS_PORT", str(free_port()))
+        env.setdefault("CELERY_METRICS_ADDRESS", "127.0.0.1")
 
     def _secret_key(self) -> str:
         # Kept in the run directory so sessions survive a restart of bin/serve.
@@ -307,9 +313,12 @@ class LocalStack:
             "CELERY_WORKER_NAME": "sweeper",
             "CELERY_WORKER_QUEUES": self.env.get("CELERY_SWEEPER_QUEUE") or f"{default_queue}.sweeper",
             "CELERY_WORKER_CONCURRENCY": "1",
+            # Its own metrics (it runs the sweeps SweeperNotRunning watches), beside the worker's.
+            **self._metrics_env("sweeper"),
+            "CELERY_METRICS_PORT": self.env["CELERY_SWEEPER_METRICS_PORT"],
         }
 
-    def _spawn(self, name: str, command: list[str], *, extra_env: dict[str, str] | None = None) -> None:
+    def _spawn(self, name: str, command: list[str], *, extra_env: Mapping[str, str] | None = None) -> None:
         # Own session: a Ctrl-C in the terminal reaches only the runner, which stops the
         # children in order instead of all of them at once.
         output = None if self.echo_logs else self.log_path(name).open("ab")
@@ -324,6 +333,26 @@ class LocalStack:
         )
         if output is not None:
             output.close()
+
+    # --- metrics (docs/observability.md#metrics) ------------------------------------------------------
+    @property
+    def worker_metrics_url(self) -> str:
+        """The Celery worker's own /metrics (its pool processes' counters), when a broker runs it."""
+        return f"http://127.0.0.1:{self.env['CELERY_METRICS_PORT']}/metrics"
+
+    @property
+    def worker_metrics_addresses(self) -> list[str]:
+        """Every worker's metrics address (the worker's and the sweeper's), for Prometheus."""
+        return [f"127.0.0.1:{self.env[key]}" for key in ("CELERY_METRICS_PORT", "CELERY_SWEEPER_METRICS_PORT")]
+
+    @property
+    def flower_url(self) -> str:
+        """Flower (FLOWER_PORT set, with a broker), on loopback."""
+        return f"http://127.0.0.1:{self.env['FLOWER_PORT']}"
+
+    def _metrics_env(self, name: str) -> dict[str, str]:
+        # Each service its own folder for prometheus_client's multiprocess files, as in compose.
+        return {"PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / name)}
 
     def _require_own_storage(self):
         if self.s3_server is None or self.env.get("AWS_S3_ENDPOINT_URL") != self.s3_server.endpoint_url:

@@ -58,9 +58,26 @@ def template_variables(template: str | None = None) -> set[str]:
     return {name for name in names if filter_pattern.search(name)}
 
 
+def host_resolver(resolv_conf: Path = Path("/etc/resolv.conf")) -> str:
+    """NGINX_RESOLVER without Docker: the host's nameservers (nginx's syntax), 127.0.0.1 when none is listed."""
+    servers = []
+    try:
+        for line in resolv_conf.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "nameserver":
+                address = fields[1].split("%")[0]
+                servers.append(f"[{address}]" if ":" in address else address)
+    except OSError:
+        pass
+    return " ".join(servers) or "127.0.0.1"
+
+
 def render_template(environ: Mapping[str, str], template: str | None = None) -> str:
     """Substitute the filtered names like envsubst; fail on one the environment lacks."""
     text = TEMPLATE_PATH.read_text() if template is None else template
+    if "NGINX_RESOLVER" not in environ:
+        # Names in proxy_pass are resolved at run time (see the template); compose sets Docker's DNS.
+        environ = {**environ, "NGINX_RESOLVER": host_resolver()}
     filter_pattern = re.compile(ENVSUBST_FILTER)
     missing = sorted(name for name in template_variables(text) if name not in environ)
     if missing:

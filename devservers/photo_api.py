@@ -10,6 +10,7 @@ from http.server import ThreadingHTTPServer
 from PIL import Image
 
 from devservers.photo_api_handler import IMAGE_PATH, LIST_PATH, make_handler
+from devservers.pictures import DEMO_WIDTH, picture_jpeg
 
 __all__ = ["IMAGE_PATH", "LIST_PATH", "PhotoApiServer", "bomb_png", "jpeg_bytes"]
 
@@ -80,11 +81,14 @@ class PhotoApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         photo_host: str | None = None,
+        picture_width: int | None = None,
     ):
+        """picture_width: drawn pictures that width (devservers.pictures); None: noise of image_size bytes."""
         # The ids the list endpoint pages through, in order; edit it for duplicates or a shrinking list.
         self.listing: list[int] = list(range(1, photos + 1))
         self.latency = latency
         self.photo_host = photo_host
+        self.picture_width = picture_width
         # Fields replaced (or set to None) in a photo's JSON, by photo id.
         self.photo_overrides: dict[int, dict] = {}
         # When true, total_photos changes from one call to the next (as the real API's may).
@@ -115,7 +119,9 @@ class PhotoApiServer:
         return f"{self.base_url}{IMAGE_PATH}{photo_id}.jpeg"
 
     def image_bytes(self, photo_id: int) -> bytes:
-        """The exact bytes served for a photo: one shared picture, a per-photo comment."""
+        """The exact bytes served for a photo: its drawn picture, or one shared noise picture with a per-photo comment."""
+        if self.picture_width:
+            return picture_jpeg(photo_id, width=self.picture_width)
         return _with_comment(self._image, f"photo {photo_id}".encode())
 
     def set_photo_fault(self, photo_id: int, kind: str, **params) -> None:
@@ -225,11 +231,26 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default 8001)")
     parser.add_argument("--photos", type=int, default=132, help="how many photos the API lists (default 132)")
-    parser.add_argument("--image-size", type=int, default=100_000, help="bytes per JPEG (default about 100 KB)")
+    parser.add_argument(
+        "--picture-width",
+        type=int,
+        default=DEMO_WIDTH,
+        help=f"width of the drawn pictures (default {DEMO_WIDTH} px, 1-2 MB each); 0: noise of --image-size bytes",
+    )
+    parser.add_argument("--image-size", type=int, default=100_000, help="bytes per noise JPEG (default about 100 KB)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument(
+        "--photo-host", help="host name in the photos' URLs (default: --host), e.g. a compose service name"
+    )
     args = parser.parse_args(argv)
     server = PhotoApiServer(
-        photos=args.photos, image_size=args.image_size, latency=args.latency, host=args.host, port=args.port
+        photos=args.photos,
+        image_size=args.image_size,
+        latency=args.latency,
+        host=args.host,
+        port=args.port,
+        picture_width=args.picture_width or None,
+        photo_host=args.photo_host,
     )
     print(f"Photo API on {server.url} ({args.photos} photos); Ctrl-C to stop", flush=True)
     try:

@@ -7,6 +7,8 @@ from celery import Celery
 from celery.signals import setup_logging
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
+from core.metrics import install_celery_metrics
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pru_app.settings")
 
 app = Celery("pru_app")
@@ -14,6 +16,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # django-structlog's worker-side receivers: task_id, parent request_id and task_* lines.
 app.steps["worker"].add(DjangoStructLogInitStep)
 app.autodiscover_tasks()
+# Tasks by name and outcome; with CELERY_METRICS_PORT the worker serves them (docs/observability.md).
+install_celery_metrics()
 
 
 @setup_logging.connect

@@ -9,6 +9,7 @@ import os
 
 import structlog
 
+from core.metrics import count_log_events
 from pru_app.sentry_setup import SentryLogProcessor
 
 GUNICORN_ACCESS_EVENT = "gunicorn.access"
@@ -99,6 +100,8 @@ def build_logging_config(*, log_format: str, level: str) -> dict:
             "boto3": {"level": "WARNING"},
             "s3transfer": {"level": "WARNING"},
             "urllib3": {"level": "WARNING"},
+            # libvips narrates every thumbnail at INFO ("VIPS: thumbnailing ..."); its warnings and errors stay.
+            "pyvips": {"level": "WARNING"},
         },
     )
 
@@ -129,6 +132,8 @@ def configure_structlog(*, log_format: str) -> None:
             *SHARED_PROCESSORS,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
+            # Domain events that move a Prometheus counter (core.metrics.on_log_event).
+            count_log_events,
             # Before rendering, while exc_info is still the exception: events and breadcrumbs.
             SentryLogProcessor(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz before everything else (see the class).
     "core.middleware.LivenessProbeMiddleware",
+    # Times each request by route and status; answers /metrics (nginx refuses it from outside).
+    "core.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # SECURE_CSP below; nginx adds the same policy only where Django did not answer.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -387,3 +389,7 @@ init_sentry(
     traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     job_traces_sample_rate=env.float("SENTRY_JOB_TRACES_SAMPLE_RATE", default=1.0),
 )
+
+# Prometheus (docs/observability.md#metrics): gauges read from the database and the broker at each
+# scrape of /metrics, beside the counters of Gunicorn's processes (PROMETHEUS_MULTIPROC_DIR).
+METRICS_COLLECTORS = ["chat.metrics.DatabaseCollector", "chat.metrics.QueueDepthCollector"]

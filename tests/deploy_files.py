@@ -127,4 +127,7 @@ def nginx_service_environment() -> dict[str, str]:
     """The compose nginx service's environment, each ${KEY:-default} resolved to its default."""
     document, _ = load_compose()
     environment = document["services"]["nginx"]["environment"]
-    return {key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for key, value in environment.items()}
+    # `$$` is compose's escape for one `$`.
+    return {
+        key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)).replace("$$", "$") for key, value in environment.items()
+    }

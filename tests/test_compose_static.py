@@ -81,8 +81,8 @@ def test_nginx_is_the_only_service_published_beyond_loopback(services):
 
 
 def test_minio_is_built_from_its_final_source_release_with_api_and_console_ports(services):
+    assert services["minio"]["build"] == {"context": ".", "target": "minio"}
     for name in ("minio", "minio-setup"):
-        assert services[name]["build"] == {"context": ".", "target": "minio"}, name
         assert services[name]["image"] == "pru_app-minio:local", name
     minio = services["minio"]
     assert "--console-address" in minio["command"] and ":9001" in minio["command"]
@@ -195,7 +195,8 @@ def test_secrets_stay_out_of_git():
 
 def test_nginx_service_defines_every_template_variable_and_the_same_envsubst_filter(services):
     environment = _environment(services["nginx"])
-    assert environment["NGINX_ENVSUBST_FILTER"] == ENVSUBST_FILTER
+    # `$$` is compose's escape for one `$` (test_every_dollar_in_compose_files_is_escaped_or_interpolates).
+    assert environment["NGINX_ENVSUBST_FILTER"].replace("$$", "$") == ENVSUBST_FILTER
     assert template_variables() <= set(environment)
     assert environment["STORAGE_UPSTREAM"] == "minio:9000"
     assert environment["NGINX_APP_UPSTREAM"] == "web:8000"
@@ -355,3 +356,85 @@ def test_healthchecks_use_only_what_their_images_contain(services):
         tool = command[0].split()[0]
         repository = service["image"].rpartition(":")[0].rpartition("/")[2]
         assert tool in HEALTHCHECK_TOOLS.get(repository, set()), f"{name}: is {tool} in {service['image']}?"
+
+
+# --- Issue 20: what the compose drill's first real run found (tests/test_compose_drill.py runs them for real) ---
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, *compose_includes(load_yaml(COMPOSE_FILE))], ids=lambda p: p.name)
+def test_every_dollar_in_compose_files_is_escaped_or_interpolates(path):
+    """A literal `$` is `$$` in the Compose specification; `$` starts `${NAME…}` or `$NAME` only."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        unescaped = re.sub(r"\$\$", "", line)
+        if re.search(r"\$(?![{A-Za-z_])", unescaped):
+            pytest.fail(f"{path.name}:{number}: a lone `$` (write `$$` for a literal one): {line.strip()}")
+
+
+def test_the_app_image_is_built_by_web_alone(services):
+    """One image, one build: every other service of pru_app:local runs it and never builds or pulls it."""
+    app = {name: service for name, service in services.items() if service.get("image") == "pru_app:local"}
+    assert {name for name, service in app.items() if "build" in service} == {"web"}
+    assert services["web"]["build"] == {"context": ".", "target": "app"}
+    for name, service in app.items():
+        if name != "web":
+            assert service.get("pull_policy") == "never", name
+    minio_image = {name for name, service in services.items() if service.get("image") == "pru_app-minio:local"}
+    assert {name for name in minio_image if "build" in services[name]} == {"minio"}
+    assert services["minio-setup"].get("pull_policy") == "never"
+
+
+def test_the_dockerfile_needs_no_frontend_image():
+    """No `# syntax=` directive: the builder's built-in frontend builds the file, so no image is fetched."""
+    first_lines = (PROJECT_ROOT / "Dockerfile").read_text().splitlines()[:5]
+    assert not any(re.match(r"#\s*syntax\s*=", line, re.IGNORECASE) for line in first_lines)
+
+
+# Oldest versions still supported on 2026-12-03: nginx's stable 1.30 (1.28 ended in April 2026),
+# Go's two newest releases, 1.26 and 1.27 (1.25 ended in August 2026). Raise them as they age.
+SUPPORTED_MINIMUM = {"NGINX_IMAGE": ("nginx", (1, 30)), "GO_IMAGE": ("golang", (1, 26))}
+
+
+@pytest.mark.parametrize("arg", sorted(SUPPORTED_MINIMUM))
+def test_base_images_are_supported_versions_pinned_by_tag(arg):
+    repository, minimum = SUPPORTED_MINIMUM[arg]
+    image = dockerfile_args()[arg]
+    match = re.fullmatch(rf"{repository}:(\d+)\.(\d+)(?:\.\d+)?-[a-z0-9.]+(@sha256:[0-9a-f]{{64}})?", image)
+    assert match, f"{arg}={image}: not {repository}:<major>.<minor>-<variant> (optionally @sha256:…)"
+    assert (int(match.group(1)), int(match.group(2))) >= minimum, f"{arg}={image} is past its support"
+
+
+def test_nginx_resolves_web_and_the_storage_while_it_runs(services):
+    """nginx follows web and minio to a new address: names in variables, Docker's DNS, a short validity."""
+    template = (PROJECT_ROOT / "deploy" / "nginx" / "default.conf.template").read_text()
+    assert re.search(r"^resolver \$\{NGINX_RESOLVER\} valid=5s", template, re.MULTILINE)
+    # An upstream block's servers are resolved once, at start (nginx < 1.27.3 has no `resolve`).
+    assert not re.search(r"^\s*upstream\s", template, re.MULTILINE)
+    proxy_passes = re.findall(r"proxy_pass\s+([^;]+);", template)
+    assert proxy_passes and all(target.startswith("http://$pru_") for target in proxy_passes), proxy_passes
+    assert _environment(services["nginx"])["NGINX_RESOLVER"] == "127.0.0.11"
+
+
+def test_the_nginx_healthcheck_goes_through_to_web(services):
+    """Unhealthy when nginx cannot reach web: the check asks web's /healthz through nginx."""
+    assert services["nginx"]["healthcheck"]["test"][-1] == "http://127.0.0.1/healthz"
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    nginx_stage = dockerfile.split("AS nginx", 1)[1].split("\nFROM ", 1)[0]
+    assert "http://127.0.0.1/healthz" in nginx_stage.split("HEALTHCHECK", 1)[1]
+
+
+def test_readme_names_the_minimum_docker_and_compose_versions():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert re.search(r"Docker Engine (\d+\.\d+)\+? or newer", readme)
+    compose = re.search(r"Compose v?2\.(\d+)", readme)
+    # env_file's `required:` needs Compose 2.24.
+    assert compose and int(compose.group(1)) >= 24
+
+
+def test_start_scripts_run_manage_py_through_logged():
+    """Every line a container prints is JSON: manage.py's own output goes through `manage.py logged`."""
+    for script in sorted((PROJECT_ROOT / "deploy" / "compose").glob("*/start")):
+        for line in script.read_text().splitlines():
+            if "manage.py" in line and not line.lstrip().startswith("#"):
+                assert "manage.py logged " in line, f"{script}: {line.strip()}"

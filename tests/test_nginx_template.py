@@ -29,7 +29,8 @@ def _compose_values(environment: dict) -> dict:
     """Compose's ${KEY:-default} resolved to its default, as with an .env that leaves them alone."""
     import re
 
-    return {key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for key, value in environment.items()}
+    # `$$` is compose's escape for one `$`.
+    return {key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value).replace("$$", "$") for key, value in environment.items()}
 
 
 def test_rendering_keeps_nginx_variables_and_substitutes_only_ours(compose_nginx_environment):
@@ -39,9 +40,10 @@ def test_rendering_keeps_nginx_variables_and_substitutes_only_ours(compose_nginx
     for nginx_variable in ("$request_id", "$http_host", "$binary_remote_addr", "$remote_addr", "$uri"):
         assert nginx_variable in rendered
     assert "evil" not in rendered
-    assert "proxy_pass http://minio:9000/;" in rendered
+    assert "set $pru_storage_upstream minio:9000;" in rendered
     assert "proxy_set_header Host minio:9000;" in rendered
-    assert "server web:8000;" in rendered
+    assert "set $pru_app_upstream web:8000;" in rendered
+    assert "resolver 127.0.0.11 valid=5s" in rendered
 
 
 @pytest.mark.skipif(envsubst is None, reason="gettext-base's envsubst is not installed")

@@ -1,4 +1,4 @@
-"""The bucket half of a backup: every image object mirrored into a folder with a manifest, and put back.
+"""The bucket half of a backup: every image object and rendition mirrored into a folder with a manifest, and put back.
 
 Incremental: an object the previous backup holds with the same key, size and ETag (on the file
 system: the same modification time) is the same bytes, so its file is hard-linked from the
@@ -22,9 +22,11 @@ from storages.backends.s3 import S3Storage
 
 from chat.backups.errors import BackupError
 from chat.images.objects import StoredObject, etag_normalise, object_keys
+from chat.images.rendition_verification import rendition_object_pages
 from core.concurrency import ContextThreadPool
+from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
-from core.object_storage import s3_client
+from core.object_storage import s3_client, storage_deadline
 
 MANIFEST = "manifest.jsonl"
 OBJECTS = "objects"
@@ -68,7 +70,8 @@ def objects_mirror(
     earlier = _PreviousManifest(previous)
     with (directory / MANIFEST).open("w") as manifest, ContextThreadPool(max_workers=workers) as executor:
         # A page of keys at a time: memory holds one page's copies, whatever the bucket's size.
-        for page in object_keys(storage=storage):
+        # Renditions too: their rows come back with the database and must name objects that exist.
+        for page in _item_pages(storage):
             pending: list[ObjectCopy | Future] = []
             for item in page:
                 linked = earlier.link(item, target=target)
@@ -86,9 +89,28 @@ def objects_mirror(
     return counts
 
 
+@dataclass(frozen=True)
+class _MirrorItem:
+    """A listed object to mirror: version tells the same bytes without reading them ("" : unknown, always copied)."""
+
+    key: str
+    byte_size: int | None
+    version: str
+
+
 def object_version(item: StoredObject) -> str:
     """What changes when an object's bytes change: its ETag on S3, its modification time on the file system."""
     return f"etag:{item.etag}" if item.etag else f"mtime:{item.modified_at.isoformat()}"
+
+
+def _item_pages(storage: Storage) -> Iterator[list[_MirrorItem]]:
+    for page in object_keys(storage=storage):
+        yield [_MirrorItem(key=item.key, byte_size=item.byte_size, version=object_version(item)) for item in page]
+    for rendition_page in rendition_object_pages(storage=storage):
+        yield [
+            _MirrorItem(key=item.key, byte_size=item.byte_size, version=f"etag:{item.etag}" if item.etag else "")
+            for item in rendition_page
+        ]
 
 
 class _PreviousManifest:
@@ -106,7 +128,7 @@ class _PreviousManifest:
                 return ObjectCopy(**json.loads(line))
         return None
 
-    def link(self, item: StoredObject, *, target: Path) -> ObjectCopy | None:
+    def link(self, item: _MirrorItem, *, target: Path) -> ObjectCopy | None:
         """The previous copy of item hard-linked into target when it is the same bytes; None to download it."""
         while self.current is not None and self.current.key < item.key:
             self.current = self._next()
@@ -117,7 +139,7 @@ class _PreviousManifest:
             or previous.key != item.key
             or previous.size != item.byte_size
             or not previous.version
-            or previous.version != object_version(item)
+            or previous.version != item.version
         ):
             return None
         source = _safe_path(self.folder / OBJECTS, item.key)
@@ -171,25 +193,27 @@ def _safe_path(root: Path, key: str) -> Path:
     return root.joinpath(*parts)
 
 
-def _download(storage: Storage, item: StoredObject, root: Path) -> ObjectCopy:
+def _download(storage: Storage, item: _MirrorItem, root: Path) -> ObjectCopy:
     key = item.key
     path = _safe_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    content_type, metadata, version = "", {}, object_version(item)
+    content_type, metadata, version = "", {}, item.version
     try:
-        if isinstance(storage, S3Storage):
-            client = s3_client(storage)
-            response = client.get_object(Bucket=storage.bucket_name, Key=key)
-            content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
-            # The ETag of the bytes read (the object may have changed since it was listed).
-            version = f"etag:{etag_normalise(response.get('ETag'))}"
-            body = response["Body"]
-        else:
-            body = storage.open(key, "rb")
-        with body, partial.open("wb") as out:
-            sha256, size = sha256_of(chunks_of(body), sink=out.write)
-    except (BotoCoreError, ClientError, OSError) as error:
+        # A wall-clock bound on each object's copy, however slowly the storage sends it.
+        with storage_deadline(f"backup of {key}"):
+            if isinstance(storage, S3Storage):
+                client = s3_client(storage)
+                response = client.get_object(Bucket=storage.bucket_name, Key=key)
+                content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
+                # The ETag of the bytes read (the object may have changed since it was listed).
+                version = f"etag:{etag_normalise(response.get('ETag'))}"
+                body = response["Body"]
+            else:
+                body = storage.open(key, "rb")
+            with body, partial.open("wb") as out:
+                sha256, size = sha256_of(chunks_of(body), sink=out.write)
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         partial.unlink(missing_ok=True)
         raise BackupError(f"could not copy {key}: {error}") from error
     os.replace(partial, path)
@@ -210,7 +234,7 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
     if sha256 != copy.sha256:
         raise BackupError(f"{path} does not match the manifest (sha256 {sha256[:16]}…): the backup is damaged")
     try:
-        with path.open("rb") as handle:
+        with storage_deadline(f"restore of {copy.key}"), path.open("rb") as handle:
             if isinstance(storage, S3Storage):
                 client = s3_client(storage)
                 client.put_object(
@@ -226,7 +250,7 @@ def _upload(storage: Storage, copy: ObjectCopy, root: Path) -> ObjectCopy:
                     raise BackupError(f"storage saved {copy.key!r} as {saved!r}: enable allow_overwrite")
             else:
                 raise BackupError(f"cannot restore into {type(storage).__name__}")
-    except (BotoCoreError, ClientError, OSError) as error:
+    except (BotoCoreError, ClientError, OSError, DeadlineExceeded) as error:
         raise BackupError(f"could not restore {copy.key}: {error}") from error
     return copy
 

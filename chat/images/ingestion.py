@@ -17,6 +17,7 @@ from django.utils import timezone
 from chat.images.fetch_lock import image_fetch_lock
 from chat.images.fetch_reports import ImageFetchSummary, PageReport
 from chat.images.photo_api import PhotoApiBadResponse, PhotoApiClient, PhotoApiError, PhotoPage
+from chat.images.renditions import image_renditions_record
 from chat.images.storing import (
     STORED_COPY_FIELDS,
     PhotoOutcome,
@@ -239,6 +240,9 @@ class _Run:
                 update_conflicts=True,
                 unique_fields=["source_url"],
                 update_fields=_FIELDS_WRITTEN,
+            )
+            image_renditions_record(
+                (image.pk, outcome.renditions) for image, outcome in done if outcome.renditions is not None
             )
         report = batch.report
         for image, outcome in done:

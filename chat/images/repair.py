@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat.images.fetch_lock import image_fetch_lock
 from chat.images.photo_api import Photo
+from chat.images.renditions import RenditionsOutcome, image_renditions_record
 from chat.images.storing import (
     STORED_COPY_FIELDS,
     PhotoOutcome,
@@ -96,6 +97,7 @@ def image_repair_rows(
         pool.submit(image_repair_download, image=row, session=session, storage=storage) for row in rows
     ]
     batch = RepairBatch(done=[])
+    renditions: list[tuple[int, RenditionsOutcome]] = []
     for row, previous_problem, future in zip(rows, previous_problems, futures, strict=True):
         try:
             outcome = future.result()
@@ -103,8 +105,11 @@ def image_repair_rows(
             batch.storage_failure = batch.storage_failure or error
             continue
         batch.done.append((row, image_repair_apply(image=row, outcome=outcome, previous_problem=previous_problem)))
+        if outcome.stored and outcome.renditions is not None:
+            renditions.append((row.pk, outcome.renditions))
     if batch.done:
         Image.objects.bulk_update([row for row, _ in batch.done], REPAIR_FIELDS)
+        image_renditions_record(renditions)
     return batch
 
 

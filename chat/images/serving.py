@@ -15,7 +15,7 @@ from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from storages.backends.s3 import S3Storage
 
-from chat.models import Image
+from chat.models import Image, ImageRendition
 
 # nginx's internal location that proxies to the storage endpoint (deploy/nginx).
 X_ACCEL_PREFIX = "/internal-storage"
@@ -23,6 +23,10 @@ X_ACCEL_PREFIX = "/internal-storage"
 X_ACCEL_FILE_PREFIX = "/internal-media"
 # nginx follows the internal redirect at once; the signature need not live long.
 X_ACCEL_URL_EXPIRY = 60
+# A rendition's URL names its bytes (their sha256): what it answers never changes, so a browser
+# keeps it a year without asking again. Private: only the user it was authorised for.
+IMMUTABLE_CACHE_CONTROL = "private, max-age=31536000, immutable"
+ORIGINAL_CACHE_CONTROL = "private, max-age=300"
 _public_storages: dict[tuple, S3Storage] = {}
 _public_storages_lock = threading.Lock()
 
@@ -32,21 +36,34 @@ def stored_image_response(image: Image) -> HttpResponseBase:
     key = image.file.name
     if not key:
         raise ValueError(f"image {image.pk} names no stored object")
+    return stored_object_response(key=key, content_type=image.content_type, cache_control=ORIGINAL_CACHE_CONTROL)
+
+
+def stored_rendition_response(rendition: ImageRendition) -> HttpResponseBase:
+    """A rendition's bytes, as the original's are served, with a year's private caching (its key names its bytes)."""
+    return stored_object_response(
+        key=rendition.file, content_type=rendition.content_type, cache_control=IMMUTABLE_CACHE_CONTROL
+    )
+
+
+def stored_object_response(*, key: str, content_type: str, cache_control: str) -> HttpResponseBase:
+    """A stored object's bytes by IMAGE_SERVE_MODE, after the caller has decided who may see them."""
     mode = settings.IMAGE_SERVE_MODE
     storage = default_storage
     response: HttpResponseBase
     if isinstance(storage, S3Storage) and mode == "x-accel":
-        response = _x_accel_response(storage, key=key, content_type=image.content_type)
+        response = _x_accel_response(storage, key=key, content_type=content_type)
     elif isinstance(storage, S3Storage) and mode == "presigned":
         response = _presigned_redirect(storage, key=key)
     elif isinstance(storage, FileSystemStorage) and mode == "x-accel":
         # The file system has no signed URLs: nginx serves it from disk, or Django streams it.
         mode = "x-accel-file"
-        response = _x_accel_file_response(key=key, content_type=image.content_type)
+        response = _x_accel_file_response(key=key, content_type=content_type)
     else:
         mode = "stream"
-        response = _stream_response(storage, key=key, content_type=image.content_type)
-    response["Cache-Control"] = "private, no-store" if mode == "presigned" else "private, max-age=300"
+        response = _stream_response(storage, key=key, content_type=content_type)
+    # A redirect to a signed URL must not outlive its signature.
+    response["Cache-Control"] = "private, no-store" if mode == "presigned" else cache_control
     response["Vary"] = "Cookie"
     return response
 

@@ -12,7 +12,8 @@ from django.core.files.storage import Storage
 
 from chat.images.download import DownloadedImage, ImageDownloadError, image_download
 from chat.images.photo_api import Photo
-from chat.models import Image, ImageStatus
+from chat.images.renditions import RenditionsOutcome, image_renditions_store
+from chat.models import Image, ImageStatus, RenditionsStatus
 from core.object_storage import StorageUnavailable, storage_deadline, storage_describe
 from core.s3_backend import ObjectContent
 
@@ -39,6 +40,8 @@ class PhotoOutcome:
     height: int | None = None
     error: str = ""
     error_kind: str = ""
+    # Made in the same thread while the original is in hand; recorded once the row has its id.
+    renditions: RenditionsOutcome | None = None
 
     @property
     def stored(self) -> bool:
@@ -81,6 +84,8 @@ def image_store_one(
         key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
         with sentry_sdk.start_span(op="storage.upload", name=key):
             etag = image_upload(storage, key=key, downloaded=downloaded, photo=photo)
+        # After the original is stored: whatever happens to them, the original is kept.
+        renditions = image_renditions_store(file=downloaded.file, source_sha256=downloaded.sha256, storage=storage)
     finally:
         downloaded.close()
     return PhotoOutcome(
@@ -93,6 +98,7 @@ def image_store_one(
         etag=etag,
         width=downloaded.width,
         height=downloaded.height,
+        renditions=renditions,
     )
 
 
@@ -108,11 +114,15 @@ STORED_COPY_FIELDS = [
     "height",
     "stored_at",
     "last_error",
+    "renditions_status",
 ]
 
 
 def image_take_stored_copy(image: Image, outcome: PhotoOutcome, *, now) -> None:
     """The row's fields for the copy an upload just finished (not saved)."""
+    if image.sha256 != outcome.sha256:
+        # New bytes: the renditions of the old ones no longer show this picture.
+        image.renditions_status = RenditionsStatus.PENDING
     image.status = ImageStatus.STORED
     image.file.name = outcome.key
     image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256

@@ -4,11 +4,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import Count, Exists, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, JSONObject
 
 from chat.images.selectors import staff_may_view_images
-from chat.models import BroadcastChunk, Chat, ChunkStatus, Image, ImageStatus, Message
+from chat.models import BroadcastChunk, Chat, ChunkStatus, Image, ImageRendition, ImageStatus, Message
 from core.database import BIGINT_MAX
 
 
@@ -30,6 +31,8 @@ class MessageRow:
     image_status: str | None
     image_width: int | None
     image_height: int | None
+    # [{"width", "height", "sha256"}, ...] narrowest first; empty while the image has none.
+    image_renditions: list[dict]
 
     @property
     def image_stored(self) -> bool:
@@ -145,10 +148,27 @@ def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
     messages = chat_messages_shown(chat_id)
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
+    # The renditions come in the same query (an array per row, by the (image_id, width) unique index):
+    # the page's query count stays what it was.
+    renditions = ArraySubquery(
+        ImageRendition.objects.filter(image_id=OuterRef("image_id"))
+        .order_by("width")
+        .values(rendition=JSONObject(width="width", height="height", sha256="sha256"))
+    )
     rows = [
         MessageRow(*row)
-        for row in messages.order_by("-chat_id", "-id").values_list(
-            "id", "text", "created_at", "image_id", "image__title", "image__status", "image__width", "image__height"
+        for row in messages.order_by("-chat_id", "-id")
+        .annotate(renditions=renditions)
+        .values_list(
+            "id",
+            "text",
+            "created_at",
+            "image_id",
+            "image__title",
+            "image__status",
+            "image__width",
+            "image__height",
+            "renditions",
         )[: limit + 1]
     ]
     more = len(rows) > limit
@@ -166,3 +186,15 @@ def stored_image_for_reader(*, user, image_id: int) -> Image:
     if not staff_may_view_images(user):
         images = images.filter(Exists(Message.objects.filter(image_id=OuterRef("pk"), chat__user_id=user.pk)))
     return images.get()
+
+
+def rendition_for_reader(*, user, image_id: int, sha256: str) -> ImageRendition:
+    """A rendition of a stored image the user may see (stored_image_for_reader's rule); DoesNotExist otherwise."""
+    renditions = ImageRendition.objects.only("id", "file", "content_type").filter(
+        image_id=image_id, sha256=sha256, image__status=ImageStatus.STORED
+    )
+    if not staff_may_view_images(user):
+        renditions = renditions.filter(
+            Exists(Message.objects.filter(image_id=OuterRef("image_id"), chat__user_id=user.pk))
+        )
+    return renditions.get()

@@ -35,8 +35,8 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        # 0005 when written; main's latest since (two leaves would stop `migrate`).
-        ("chat", "0007_broadcast_set_replication_role"),
+        # 0005 when written; main's latest since (0008) (two leaves would stop `migrate`).
+        ("chat", "0008_renditions"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from chat.models.broadcasts import (
     BroadcastStatus,
     ChunkStatus,
 )
-from chat.models.images import VERIFIABLE_STATUSES, Image, ImageStatus
+from chat.models.images import VERIFIABLE_STATUSES, Image, ImageRendition, ImageStatus, RenditionsStatus
 from chat.models.messaging import Chat, Message
 
 __all__ = [
@@ -19,6 +19,8 @@ __all__ = [
     "Chat",
     "ChunkStatus",
     "Image",
+    "ImageRendition",
     "ImageStatus",
     "Message",
+    "RenditionsStatus",
 ]

@@ -15,6 +15,15 @@ class ImageStatus(models.TextChoices):
     LOST = "lost", "Lost"
 
 
+class RenditionsStatus(models.TextChoices):
+    """Whether an image's smaller WebP copies exist; the original is served whatever this says."""
+
+    PENDING = "pending", "Pending"
+    READY = "ready", "Ready"
+    # Making them failed (reason in renditions_error): the original stays stored and usable.
+    FAILED = "failed", "Failed"
+
+
 # Rows that name a stored object verify_images checks; only STORED is ever served or sent.
 VERIFIABLE_STATUSES = (ImageStatus.STORED, ImageStatus.MISSING, ImageStatus.CORRUPT)
 
@@ -50,6 +59,14 @@ class Image(models.Model):
         null=True, blank=True, help_text="When verify_images last compared the stored copy with this row."
     )
 
+    renditions_status = models.CharField(
+        max_length=16,
+        choices=RenditionsStatus.choices,
+        default=RenditionsStatus.PENDING,
+        help_text="Whether the smaller WebP copies (renditions) of the stored copy exist.",
+    )
+    renditions_error = models.TextField(blank=True, help_text="Why the renditions could not be made, when they failed.")
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -70,3 +87,27 @@ class Image(models.Model):
 
     def __str__(self):
         return self.title or self.source_url
+
+
+class ImageRendition(models.Model):
+    """A smaller WebP copy of an image's stored copy, under a key named by its own sha256 (content-addressed)."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="renditions")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    file = models.CharField(max_length=512, help_text="Key of the rendition in object storage.")
+    content_type = models.CharField(max_length=100, default="image/webp")
+    byte_size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    etag = models.CharField(max_length=100, blank=True, help_text="The storage's ETag at upload (S3 only).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image_id", "width"]
+        constraints = [
+            # One rendition per width: a rebuild replaces the row, never adds a second.
+            models.UniqueConstraint(fields=["image", "width"], name="image_rendition_one_per_width"),
+        ]
+
+    def __str__(self):
+        return f"{self.image_id} at {self.width}px"

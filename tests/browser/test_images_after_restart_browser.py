@@ -1,5 +1,6 @@
 """After a restart of the no-Docker stack every thumbnail on the Images page still loads (files kept on disk)."""
 
+import hashlib
 import os
 
 import pytest
@@ -63,7 +64,14 @@ def test_every_thumbnail_loads_after_the_stack_restarts(tmp_path):
                 # nginx sent the file from disk, with the sandbox policy, and kept Django's caching rule.
                 source = page.eval_on_selector('#result_list img[src*="/stored-images/"]', "img => img.src")
                 cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
-                response = requests.get(source, cookies=cookies, timeout=10)
+                # The thumbnail is a rendition, named by its bytes: cached for a year.
+                rendition = requests.get(source, cookies=cookies, timeout=10)
+                assert rendition.status_code == 200 and rendition.headers["Content-Type"] == "image/webp"
+                assert hashlib.sha256(rendition.content).hexdigest() + ".webp" == source.rsplit("/", 1)[1]
+                assert rendition.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+                assert rendition.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+                assert "X-Accel-Redirect" not in rendition.headers
+                response = requests.get(source.split("/renditions/")[0], cookies=cookies, timeout=10)
                 assert response.status_code == 200 and response.headers["Content-Type"] == "image/jpeg"
                 assert response.content in {photo_api.image_bytes(number) for number in range(1, PHOTOS + 1)}
                 assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"

@@ -59,7 +59,7 @@ def _queried_event_names(expressions) -> set[str]:
 
 def test_every_observability_service_is_behind_the_profile_with_a_pinned_image(observability):
     services = observability["services"]
-    assert {"grafana", "loki", "alloy", "glitchtip-web", "glitchtip-worker", "glitchtip-db"} <= set(services)
+    assert {"grafana", "loki", "alloy", "bugsink", "prometheus"} <= set(services)
     for name, service in services.items():
         assert service.get("profiles") == ["observability"], f"{name} would start without the profile"
         image = service["image"]

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chat.images.fetch_lock import FetchAlreadyRunning
 from chat.images.monitoring import verify_images_job
+from chat.images.rendition_verification import RenditionVerifySummary, image_renditions_verify
 from chat.images.verification import image_verifiable_count, image_verify_all
 from chat.images.verify_reports import ImageVerifySummary
 from core.object_storage import StorageUnavailable
@@ -120,12 +121,16 @@ class Command(BaseCommand):
                     orphan_min_age=timedelta(seconds=orphan_min_age),
                     on_batch=advance,
                 )
-                for key, value in summary.as_log_fields().items():
+                renditions = image_renditions_verify(repair=repair)
+                for key, value in {**summary.as_log_fields(), **renditions.as_log_fields()}.items():
                     job.set_data(key, value)
                 self._print_summary(summary)
-                if not summary.clean:
+                self._print_renditions(renditions)
+                if not summary.clean or renditions.still_wrong:
                     # Inside the job: the cron check-in says "error" when anything is still wrong.
-                    raise VerifyFailed(_failure_message(summary, repair=repair, delete_orphans=delete_orphans))
+                    raise VerifyFailed(
+                        _failure_messages(summary, renditions, repair=repair, delete_orphans=delete_orphans)
+                    )
         except FetchAlreadyRunning as error:
             raise CommandError(
                 f"Not started: {error} (--repair downloads and --delete-orphans deletes; run it when the fetch is done)."
@@ -134,6 +139,10 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Object storage did not answer: {error}. No image was marked missing because of it; run again once it is back."
             ) from error
+
+    def _print_renditions(self, renditions: RenditionVerifySummary) -> None:
+        for line in _renditions_lines(renditions):
+            self.stdout.write(line)
 
     def _print_summary(self, summary: ImageVerifySummary) -> None:
         write = self.stdout.write
@@ -165,6 +174,28 @@ class Command(BaseCommand):
             write(f"    - orphan {key}")
         write(f"  seconds:        {summary.seconds:.2f}")
         write(f"  images/s:       {summary.images_per_second:.1f}")
+
+
+def _renditions_lines(renditions: RenditionVerifySummary) -> list[str]:
+    counts = f"{renditions.checked} checked, {renditions.intact} intact, {renditions.missing} missing"
+    lines = [f"  renditions:     {counts}, {renditions.corrupt} corrupt"]
+    if renditions.broken_images:
+        lines.append(
+            f"    rebuilt from the originals: {renditions.rebuilt_images} image(s)"
+            + (f", {renditions.rebuild_failed_images} failed" if renditions.rebuild_failed_images else "")
+        )
+    if renditions.without_renditions:
+        lines.append(f"    {renditions.without_renditions} stored image(s) have none yet (make_renditions makes them)")
+    lines.extend(f"    - {problem}" for problem in renditions.problems)
+    return lines
+
+
+def _failure_messages(summary, renditions, *, repair: bool, delete_orphans: bool) -> str:
+    messages = [] if summary.clean else [_failure_message(summary, repair=repair, delete_orphans=delete_orphans)]
+    if renditions.still_wrong:
+        hint = "." if repair else " (--repair rebuilds them from the originals)."
+        messages.append(f"{renditions.still_wrong} rendition(s) missing or corrupt{hint}")
+    return " ".join(messages)
 
 
 def _failure_message(summary: ImageVerifySummary, *, repair: bool, delete_orphans: bool) -> str:

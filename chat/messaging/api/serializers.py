@@ -6,11 +6,26 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 IMAGE_FILE_PATH = "/api/v1/images/{}/file"
+IMAGE_RENDITION_PATH = "/api/v1/images/{}/renditions/{}.webp"
 
 
 def image_file_path(row) -> str | None:
     """Where a message's picture is served (a path); only an image with a stored copy has one."""
     return IMAGE_FILE_PATH.format(row.image_id) if row.image_stored else None
+
+
+def image_rendition_paths(row) -> list[dict]:
+    """The picture's renditions, narrowest first: {"width", "height", "path"}; none without a stored copy."""
+    if not row.image_stored or not row.image_renditions:
+        return []
+    return [
+        {
+            "width": rendition["width"],
+            "height": rendition["height"],
+            "path": IMAGE_RENDITION_PATH.format(row.image_id, rendition["sha256"]),
+        }
+        for rendition in row.image_renditions
+    ]
 
 
 def message_payloads(rows, *, request) -> list[dict]:
@@ -31,6 +46,10 @@ def message_payloads(rows, *, request) -> list[dict]:
                 "id": row.image_id,
                 "title": row.image_title,
                 "url": origin + IMAGE_FILE_PATH.format(row.image_id) if row.image_stored else None,
+                "renditions": [
+                    {"width": rendition["width"], "height": rendition["height"], "url": origin + rendition["path"]}
+                    for rendition in image_rendition_paths(row)
+                ],
             },
         }
         for row in rows
@@ -43,10 +62,21 @@ def _datetime(value) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+class RenditionSerializer(serializers.Serializer):
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    url = serializers.URLField(help_text="WebP bytes; the URL names them, so they may be cached for good.")
+
+
 class MessageImageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     title = serializers.CharField()
     url = serializers.URLField(allow_null=True, help_text="The stored copy; null while the image has none.")
+    renditions = RenditionSerializer(
+        many=True,
+        help_text="Smaller WebP copies (320, 640, 1280 px wide, never wider than the original), narrowest first; "
+        "empty while they are not made.",
+    )
 
 
 class MessageSerializer(serializers.Serializer):

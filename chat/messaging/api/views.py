@@ -8,7 +8,8 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.images.serving import stored_image_response
+from chat.images.rendition_names import RENDITION_FILE_NAME, rendition_sha256_from_name
+from chat.images.serving import stored_image_response, stored_rendition_response
 from chat.messaging.api.authentication import READER_AUTHENTICATION
 from chat.messaging.api.pagination import MessageCursorPagination
 from chat.messaging.api.serializers import (
@@ -20,8 +21,14 @@ from chat.messaging.api.serializers import (
     message_payloads,
 )
 from chat.messaging.read_state import chat_mark_read
-from chat.messaging.selectors import chat_counts, chat_for_reader, message_page_for_reader, stored_image_for_reader
-from chat.models import Chat, Image
+from chat.messaging.selectors import (
+    chat_counts,
+    chat_for_reader,
+    message_page_for_reader,
+    rendition_for_reader,
+    stored_image_for_reader,
+)
+from chat.models import Chat, Image, ImageRendition
 from core.database import BIGINT_MAX
 
 CHAT_PARAMETER = OpenApiParameter(
@@ -161,5 +168,44 @@ class ImageFileApi(ReaderApiView):
             raise NotFound() from missing
         response = stored_image_response(image)
         # A token or a session decides who may see it: no shared cache may keep it for others.
+        response["Vary"] = "Cookie, Authorization"
+        return response
+
+
+class ImageRenditionApi(ReaderApiView):
+    content_negotiation_class = ImageBytesNegotiation
+
+    @extend_schema(
+        operation_id="image_rendition",
+        parameters=[
+            OpenApiParameter(
+                "file_name",
+                str,
+                OpenApiParameter.PATH,
+                pattern=RENDITION_FILE_NAME.pattern,
+                description="<sha256>.webp, as the rendition's url in a message names it.",
+            )
+        ],
+        responses={
+            (200, "image/webp"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="A smaller WebP copy; its URL names its bytes, so it is cached a year (private, immutable).",
+            ),
+            401: ERROR_RESPONSES[401],
+            404: OpenApiResponse(
+                ErrorSerializer, description="No such rendition, or its image is not in the caller's chat."
+            ),
+        },
+    )
+    def get(self, request, image_id: int, file_name: str):
+        """A rendition of an image a message in the caller's chat carries (staff: any stored image); as image_file."""
+        sha256 = rendition_sha256_from_name(file_name)
+        if sha256 is None:
+            raise NotFound()
+        try:
+            rendition = rendition_for_reader(user=request.user, image_id=image_id, sha256=sha256)
+        except ImageRendition.DoesNotExist as missing:
+            raise NotFound() from missing
+        response = stored_rendition_response(rendition)
         response["Vary"] = "Cookie, Authorization"
         return response

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.messaging.api.pagination import InvalidPageRequest, next_page_query, page_request_from
-from chat.messaging.api.serializers import image_file_path
+from chat.messaging.api.serializers import image_file_path, image_rendition_paths
 from chat.messaging.read_state import chat_mark_read
 from chat.messaging.selectors import chat_counts, chat_for_reader, message_page
 from chat.models import Chat
@@ -42,6 +42,7 @@ def chat_page(request):
                 {
                     "message": message,
                     "image_url": image_file_path(message),
+                    "image_renditions": image_rendition_paths(message),
                     "unread": message.id > chat.last_read_message_id,
                 }
                 for message in page.messages

@@ -57,12 +57,13 @@ def test_without_a_broker_every_broadcast_runs_at_once(settings, make_user, make
     assert broadcast.status == BroadcastStatus.SUCCEEDED and broadcast.created_count == 2
 
 
-def test_chunk_tasks_go_to_the_broadcast_queue_and_the_other_tasks_to_the_default_one(settings):
+def test_chunk_tasks_and_sweeps_go_to_their_own_queues_and_the_other_tasks_to_the_default_one(settings):
     from pru_app.celery import app
 
     settings.CELERY_BROADCAST_QUEUE = "pru-test.broadcasts"
     assert app.amqp.router.route({}, "chat.tasks.broadcast_chunk_task", (1,), {})["queue"].name == "pru-test.broadcasts"
+    settings.CELERY_SWEEPER_QUEUE = "pru-test.sweeper"
+    assert app.amqp.router.route({}, "chat.tasks.broadcasts_sweep_task", (), {})["queue"].name == "pru-test.sweeper"
     assert (
-        app.amqp.router.route({}, "chat.tasks.broadcasts_sweep_task", (), {})["queue"].name
-        == app.conf.task_default_queue
+        app.amqp.router.route({}, "chat.tasks.fetch_images_task", (), {})["queue"].name == app.conf.task_default_queue
     )

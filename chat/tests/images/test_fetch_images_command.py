@@ -20,7 +20,9 @@ from devservers.s3 import ACCESS_KEY, SECRET_KEY, S3Server, free_port
 
 def bucket_keys(s3_server, bucket):
     paginator = s3_server.client().get_paginator("list_objects_v2")
-    return sorted(item["Key"] for page in paginator.paginate(Bucket=bucket) for item in page.get("Contents", []))
+    return sorted(
+        item["Key"] for page in paginator.paginate(Bucket=bucket, Prefix="images/") for item in page.get("Contents", [])
+    )
 
 
 def run_command(*args, **options):

@@ -24,9 +24,21 @@ from chat.tests.race_gates import gate, in_thread
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def chunks_of_two_sends_at_once(settings):
+    """Two sends' chunks in flight together, as any bound above one allows (chat/broadcasts/slots.py).
+
+    The default bound, one chunk at a time, happens to close the window; the read floor does not rely on it.
+    """
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS = 4
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS_PER_BROADCAST = 4
+
+
 @pytest.fixture
-def two_sends_in_flight(make_user, make_image):
+def two_sends_in_flight(settings, make_user, make_image):
     """A chat with one old message; a slow send held open after its insert, and a fast send claimed after it."""
+    # Two chunks at once: the bound on broadcast work (chat/broadcasts/slots.py) must let both run.
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS = 2
     reader = make_user(username="reader")
     old_image, slow_image, fast_image = make_image(), make_image(), make_image()
     old = Message.objects.create(chat=reader.chat, image=old_image, text="seen long ago")
@@ -148,7 +160,9 @@ def test_the_message_admin_cannot_write_a_message_under_a_read_watermark(make_us
     assert moved.chat_id == reader.chat.pk
 
 
-def test_a_run_whose_lease_ran_out_and_was_claimed_again_cannot_commit_below_a_watermark(make_user, make_image):
+def test_a_run_whose_lease_ran_out_and_was_claimed_again_cannot_commit_below_a_watermark(
+    settings, make_user, make_image
+):
     """Verifies the commit is conditional on holding the latest claim: the old run's uncommitted ids roll back."""
     from datetime import timedelta
 
@@ -157,6 +171,7 @@ def test_a_run_whose_lease_ran_out_and_was_claimed_again_cannot_commit_below_a_w
     from chat.broadcasts import chunks as chunk_steps
     from chat.models import BroadcastChunk
 
+    settings.BROADCAST_MAX_CONCURRENT_CHUNKS = 3  # the old run, the new claim and the fast send at once
     reader = make_user(username="reader")
     slow_image, fast_image = make_image(), make_image()
     slow = broadcast_create(image_ids=[slow_image.pk])

@@ -185,4 +185,41 @@ def test_the_schema_is_public_and_names_every_route(client):
     response = client.get(reverse("api:schema"), HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     paths = set(response.json()["paths"])
-    assert paths == {"/api/v1/chat/", "/api/v1/chat/messages/", "/api/v1/chat/read", "/api/v1/images/{image_id}/file"}
+    assert paths == {
+        "/api/v1/chat/",
+        "/api/v1/chat/messages/",
+        "/api/v1/chat/read",
+        "/api/v1/images/{image_id}/file",
+        "/api/v1/images/{image_id}/renditions/{file_name}",
+    }
+
+
+def test_renditions_follow_the_image_files_rule_and_are_cached_for_good(
+    alice, bob, stored_image, send, api_client_for, s3_storage, client
+):
+    from django.core.files.base import ContentFile
+
+    from chat.images.rendition_names import rendition_key
+    from chat.models import ImageRendition
+
+    theirs = stored_image()
+    send(bob.chat, image=theirs)
+    sha256 = "ab" * 32
+    key = s3_storage.save(rendition_key(sha256), ContentFile(b"RIFF-webp-bytes"))
+    ImageRendition.objects.create(image=theirs, width=4, height=3, file=key, byte_size=15, sha256=sha256)
+    url = reverse("api:image_rendition", args=[theirs.pk, f"{sha256}.webp"])
+
+    owner = api_client_for(bob).get(url)
+    assert owner.status_code == 200 and b"".join(owner.streaming_content) == b"RIFF-webp-bytes"
+    assert owner["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert owner["Vary"] == "Cookie, Authorization"
+    # Someone else: the same 404 as a rendition that does not exist.
+    refused = api_client_for(alice).get(url)
+    missing = api_client_for(alice).get(reverse("api:image_rendition", args=[theirs.pk, f"{'cd' * 32}.webp"]))
+    assert refused.status_code == missing.status_code == 404 and refused.json() == missing.json()
+    assert api_client_for(bob).get(reverse("api:image_rendition", args=[theirs.pk, "nope.webp"])).status_code == 404
+    assert client.get(url).status_code == 401
+    # Staff's door: staff only.
+    admin_url = reverse("chat:stored_image_rendition", args=[theirs.pk, f"{sha256}.webp"])
+    client.force_login(bob)
+    assert client.get(admin_url).status_code == 403

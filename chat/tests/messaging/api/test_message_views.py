@@ -45,6 +45,7 @@ def test_a_message_carries_text_time_and_its_images_title_and_url(reader, stored
         "id": image.pk,
         "title": "Harbour at dusk",
         "url": f"http://testserver/api/v1/images/{image.pk}/file",
+        "renditions": [],
     }
 
 

@@ -1,0 +1,171 @@
+"""Renditions checked by listing, as rclone check does: the bucket's renditions/ listing (size, ETag) against the rows.
+
+Rows and listing are walked side by side in key order (a merge join): one ListObjectsV2 page per
+1,000 objects, no request per object, memory of one page and one batch of rows whatever the count.
+A rendition missing or not the bytes recorded is rebuilt from its image's original with repair.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.db import connection
+from django.db.models.functions import Collate
+from storages.backends.s3 import S3Storage
+
+from chat.images.rendition_names import RENDITION_KEY_PREFIX
+from chat.images.renditions import image_renditions_rebuild
+from chat.models import Image, ImageRendition, ImageStatus, RenditionsStatus
+from core.object_storage import StorageUnavailable, s3_client, storage_describe
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    byte_size: int
+    etag: str
+
+
+@dataclass
+class RenditionVerifySummary:
+    checked: int = 0
+    intact: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    # Stored images whose renditions were never made or failed (make_renditions makes them).
+    without_renditions: int = 0
+    broken_images: int = 0
+    rebuilt_images: int = 0
+    rebuild_failed_images: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def still_wrong(self) -> int:
+        """Renditions found wrong and not rebuilt (all of them unless every broken image was rebuilt)."""
+        return 0 if self.rebuilt_images >= self.broken_images else self.missing + self.corrupt
+
+    def as_log_fields(self) -> dict:
+        return {
+            "renditions_checked": self.checked,
+            "renditions_intact": self.intact,
+            "renditions_missing": self.missing,
+            "renditions_corrupt": self.corrupt,
+            "images_without_renditions": self.without_renditions,
+            "renditions_rebuilt_images": self.rebuilt_images,
+            "renditions_rebuild_failed_images": self.rebuild_failed_images,
+        }
+
+
+def image_renditions_verify(
+    *,
+    storage: Storage | None = None,
+    repair: bool = False,
+    batch_size: int = 2_000,
+    on_rendition: Callable[[str], None] | None = None,
+) -> RenditionVerifySummary:
+    """Compare every recorded rendition with the bucket's listing; with repair, rebuild the wrong ones' images.
+
+    Raises StorageUnavailable when the listing fails (nothing is called missing then).
+    """
+    storage = storage or default_storage
+    on_rendition = on_rendition or (lambda state: None)
+    summary = RenditionVerifySummary()
+    broken_images: set[int] = set()
+    listing = _listing(storage)
+    current = next(listing, None)
+    # Key order as S3 lists it (bytes): PostgreSQL's "C" collation whatever the database's default;
+    # SQLite (bin/serve) compares bytes already.
+    key_order = Collate("file", "C") if connection.vendor == "postgresql" else "file"
+    rows = (
+        ImageRendition.objects.filter(image__status=ImageStatus.STORED)
+        .order_by(key_order, "id")
+        .values_list("file", "byte_size", "etag", "image_id")
+        .iterator(chunk_size=batch_size)
+    )
+    for key, byte_size, etag, image_id in rows:
+        while current is not None and current.key < key:
+            current = next(listing, None)  # an object no row names (another image's, or an orphan)
+        summary.checked += 1
+        if current is None or current.key != key:
+            state, reason = "missing", "not in the bucket"
+        elif current.byte_size != byte_size:
+            state, reason = "corrupt", f"{current.byte_size} bytes, {byte_size} recorded"
+        elif etag and current.etag and current.etag != etag:
+            state, reason = "corrupt", f"ETag {current.etag}, {etag} recorded"
+        else:
+            state, reason = "intact", ""
+        on_rendition(state)
+        if state == "intact":
+            summary.intact += 1
+            continue
+        setattr(summary, state, getattr(summary, state) + 1)
+        broken_images.add(image_id)
+        if len(summary.problems) < 20:
+            summary.problems.append(f"image {image_id} ({key}): {state}: {reason}")
+        logger.warning("image_renditions.verify_problem", image_id=image_id, key=key, state=state, reason=reason)
+    summary.broken_images = len(broken_images)
+    summary.without_renditions = (
+        Image.objects.filter(status=ImageStatus.STORED).exclude(renditions_status=RenditionsStatus.READY).count()
+    )
+    if repair and broken_images:
+        rebuilt = image_renditions_rebuild(image_ids=broken_images, storage=storage)
+        summary.rebuilt_images, summary.rebuild_failed_images = rebuilt.ready, rebuilt.failed
+        summary.problems.extend(f"rebuild failed: {reason}" for reason in rebuilt.reasons)
+    logger.info("image_renditions.verified", **summary.as_log_fields())
+    return summary
+
+
+def rendition_object_pages(*, storage: Storage, page_size: int = 1000) -> Iterator[list[ListedObject]]:
+    """Every object under renditions/, a page at a time (what a backup copies beside the originals)."""
+    page: list[ListedObject] = []
+    for listed in _listing(storage):
+        page.append(listed)
+        if len(page) >= page_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _listing(storage: Storage) -> Iterator[ListedObject]:
+    """Every object under renditions/, in key order, a page at a time."""
+    if isinstance(storage, S3Storage):
+        yield from _s3_listing(storage)
+    elif isinstance(storage, FileSystemStorage):
+        yield from _file_listing(storage)
+    else:
+        raise StorageUnavailable(f"cannot list {type(storage).__name__}")
+
+
+def _s3_listing(storage: S3Storage) -> Iterator[ListedObject]:
+    paginator = s3_client(storage).get_paginator("list_objects_v2")
+    # django-storages' own name-to-key mapping (AWS_LOCATION prefix); it has no public one.
+    prefix = storage._normalize_name(RENDITION_KEY_PREFIX)
+    strip = len(prefix) - len(RENDITION_KEY_PREFIX)
+    try:
+        for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield ListedObject(key=item["Key"][strip:], byte_size=item["Size"], etag=item["ETag"].strip('"'))
+    except (BotoCoreError, ClientError) as error:
+        raise StorageUnavailable(f"could not list {storage_describe(storage=storage)}: {error}") from error
+
+
+def _file_listing(storage: FileSystemStorage) -> Iterator[ListedObject]:
+    root = os.path.join(storage.location, RENDITION_KEY_PREFIX)
+    if not os.path.isdir(storage.location):
+        raise StorageUnavailable(f"{storage_describe(storage=storage)}: the folder does not exist")
+    # Two hex characters per folder, 256 folders at most: sorted walk gives key order.
+    for directory in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        folder = os.path.join(root, directory)
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            yield ListedObject(key=f"{RENDITION_KEY_PREFIX}{directory}/{name}", byte_size=size, etag="")
