@@ -49,12 +49,16 @@ def _no_retry_past_the_deadline(**kwargs) -> None:
 
 
 class ObjectContent(File):
-    """A file to store with its content type and S3 object metadata (SharedClientS3Storage writes both)."""
+    """A file to store with its content type and S3 object metadata (SharedClientS3Storage writes both).
+
+    After a save to S3, etag is the object's ETag as the storage answered it (empty elsewhere).
+    """
 
     def __init__(self, file: IO[bytes], *, content_type: str, metadata: dict[str, str]):
         super().__init__(file)
         self.content_type = content_type
         self.metadata = metadata
+        self.etag = ""
 
 
 class SharedClientS3Storage(S3Storage):
@@ -65,7 +69,14 @@ class SharedClientS3Storage(S3Storage):
         # per-upload manager and threads cost three times the CPU of the request.
         size = getattr(content, "size", None)
         if self.gzip or size is None or size >= self.transfer_config.multipart_threshold or not is_seekable(content):
-            return super()._save(name, content)
+            saved = super()._save(name, content)
+            if isinstance(content, ObjectContent):
+                # A multipart upload's ETag is not the bytes' MD5 and the transfer does not return it: ask.
+                head = self.shared_client.head_object(
+                    Bucket=self.bucket_name, Key=self._normalize_name(clean_name(name))
+                )
+                content.etag = head.get("ETag", "").strip('"')
+            return saved
         cleaned_name = clean_name(name)
         key = self._normalize_name(cleaned_name)
         params = self._get_write_parameters(key, content)
@@ -73,7 +84,9 @@ class SharedClientS3Storage(S3Storage):
         body = content.read()
         if isinstance(body, str):
             body = body.encode()
-        self.shared_client.put_object(Bucket=self.bucket_name, Key=key, Body=body, **params)
+        response = self.shared_client.put_object(Bucket=self.bucket_name, Key=key, Body=body, **params)
+        if isinstance(content, ObjectContent):
+            content.etag = response.get("ETag", "").strip('"')
         return cleaned_name
 
     @property

@@ -371,6 +371,11 @@ DJANGO_STRUCTLOG_CELERY_ENABLED = True
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = env.bool("DJANGO_TRUST_UPSTREAM_REQUEST_ID", default=True)
 DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 
+# Backups (docs/backup.md): finished backups kept in the destination, the oldest beyond it deleted (0: all kept).
+BACKUP_KEEP = env.int("BACKUP_KEEP", default=7)
+if BACKUP_KEEP < 0:
+    raise ImproperlyConfigured("BACKUP_KEEP must be 0 (keep every backup) or more")
+
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_CRON_MONITOR_SLUG = env.str("SENTRY_CRON_MONITOR_SLUG", default="fetch-images")
 # A crontab ("0 * * * *") lets the first check-in create the monitor with that schedule.

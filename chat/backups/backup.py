@@ -1,10 +1,15 @@
-"""Backups: the database (pg_dump) and every image object (a folder mirror) in one dated folder, and their restore."""
+"""Backups: the database (pg_dump) and every image object (a folder mirror) in one dated folder, and their restore.
+
+Incremental and kept for a while: each backup hard-links what the newest finished backup in the
+same destination already holds (chat.backups.objects), and after a backup finishes the oldest
+finished backups beyond the last `keep` are deleted (chat.backups.retention).
+"""
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -13,16 +18,14 @@ from django.utils import timezone
 
 from chat.backups.database import database_dump, database_restore
 from chat.backups.errors import BackupError
-from chat.backups.objects import objects_mirror, objects_restore
+from chat.backups.objects import manifest_count, objects_mirror, objects_restore
+from chat.backups.retention import COMPLETE_MARKER, backups_finished, backups_prune
 from chat.images.fetch_lock import FetchAlreadyRunning, image_fetch_lock
 from core.object_storage import storage_check, storage_describe, storage_ensure_bucket
 
 logger = structlog.get_logger(__name__)
 
-# Written last: a folder without it is a backup that did not finish, and restore refuses it.
-COMPLETE_MARKER = "backup.json"
-
-__all__ = ["BackupError", "BackupReport", "backup_create", "backup_restore"]
+__all__ = ["COMPLETE_MARKER", "BackupError", "BackupReport", "backup_create", "backup_object_count", "backup_restore"]
 
 
 @dataclass
@@ -31,6 +34,11 @@ class BackupReport:
     database_file: str = ""
     objects: int = 0
     bytes: int = 0
+    # Downloaded from the storage, and hard-linked from the previous backup (linked_from).
+    copied: int = 0
+    linked: int = 0
+    linked_from: str = ""
+    pruned: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -41,9 +49,15 @@ def backup_create(
     database: bool = True,
     objects: bool = True,
     existing_dump: bool = False,
+    keep: int = 0,
     storage: Storage | None = None,
+    on_object: Callable[[int], None] = lambda size: None,
 ) -> BackupReport:
     """A new folder destination/<name or UTC time> with database.dump and objects/ + manifest.jsonl.
+
+    Objects the newest finished backup in destination holds unchanged are hard-linked from it.
+    keep: once this backup is finished, delete the oldest finished backups beyond the newest keep
+    (0 keeps all). on_object(size) is called per object mirrored (progress).
 
     The database is dumped first: every row in the dump then names an object the mirror copies
     (an object stored later is an orphan after a restore, which verify_images reports). Both run
@@ -73,7 +87,10 @@ def backup_create(
             report.database_file = database_dump(directory=folder).name
         if objects:
             storage_check(storage=storage)
-            report.objects, report.bytes = objects_mirror(storage=storage, directory=folder)
+            previous = next((done for done in backups_finished(destination=Path(destination)) if done != folder), None)
+            counts = objects_mirror(storage=storage, directory=folder, previous=previous, on_object=on_object)
+            report.objects, report.bytes = counts.objects, counts.bytes
+            report.copied, report.linked, report.linked_from = counts.copied, counts.linked, counts.linked_from
     report.seconds = time.monotonic() - started
     (folder / COMPLETE_MARKER).write_text(
         json.dumps(
@@ -82,6 +99,9 @@ def backup_create(
                 "database_file": report.database_file,
                 "objects": report.objects if objects else None,
                 "bytes": report.bytes,
+                "copied": report.copied,
+                "linked": report.linked,
+                "linked_from": report.linked_from,
                 "storage": storage_describe(storage=storage),
             },
             indent=2,
@@ -93,13 +113,28 @@ def backup_create(
         path=str(folder),
         objects=report.objects,
         bytes=report.bytes,
+        copied=report.copied,
+        linked=report.linked,
+        linked_from=report.linked_from,
         seconds=round(report.seconds, 3),
     )
+    if keep:
+        report.pruned = backups_prune(destination=Path(destination), keep=keep, current=folder)
     return report
 
 
+def backup_object_count(*, source: Path) -> int:
+    """Objects a backup folder holds (a progress bar's total)."""
+    return manifest_count(directory=Path(source))
+
+
 def backup_restore(
-    *, source: Path, database: bool = True, objects: bool = True, storage: Storage | None = None
+    *,
+    source: Path,
+    database: bool = True,
+    objects: bool = True,
+    storage: Storage | None = None,
+    on_object: Callable[[int], None] = lambda size: None,
 ) -> BackupReport:
     """Put a backup back: the database's tables replaced by the dump's, every object uploaded (bytes checked)."""
     storage = storage or default_storage
@@ -119,7 +154,7 @@ def backup_restore(
         # database part closes this session (pg_restore needs its tables), and with it the lock: the
         # web, the workers and beat must be stopped by the operator first (docs/backup.md).
         with _no_fetch_running("restore"):
-            report.objects, report.bytes = objects_restore(storage=storage, directory=folder)
+            report.objects, report.bytes = objects_restore(storage=storage, directory=folder, on_object=on_object)
     if database:
         if not recorded.get("database_file"):
             raise BackupError(f"{folder} holds no database dump (made with --objects-only)")

@@ -1,9 +1,17 @@
-"""The bucket half of a backup: every image object and rendition mirrored into a folder with a manifest, and put back."""
+"""The bucket half of a backup: every image object and rendition mirrored into a folder with a manifest, and put back.
+
+Incremental: an object the previous backup holds with the same key, size and ETag (on the file
+system: the same modification time) is the same bytes, so its file is hard-linked from the
+previous folder with the previous manifest's sha256 instead of downloaded again. Each folder stays
+a whole backup on its own (restore reads one folder), and deleting a folder deletes no bytes that
+another folder links: the file system frees a file with its last link.
+"""
 
 import json
 import mimetypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -13,7 +21,7 @@ from django.core.files.storage import FileSystemStorage, Storage
 from storages.backends.s3 import S3Storage
 
 from chat.backups.errors import BackupError
-from chat.images.objects import object_keys
+from chat.images.objects import StoredObject, etag_normalise, object_keys
 from chat.images.rendition_verification import rendition_object_pages
 from core.concurrency import ContextThreadPool
 from core.deadlines import DeadlineExceeded
@@ -31,31 +39,136 @@ class ObjectCopy:
     sha256: str
     content_type: str
     metadata: dict
+    # What tells the same bytes without reading them: the S3 ETag, or the file's modification time.
+    version: str = ""
 
 
-def objects_mirror(*, storage: Storage, directory: Path, workers: int = 16) -> tuple[int, int]:
-    """Copy every image object into directory/objects/<key> and list it in the manifest; (objects, bytes)."""
+@dataclass
+class MirrorCounts:
+    objects: int = 0
+    bytes: int = 0
+    copied: int = 0
+    linked: int = 0
+    linked_from: str = ""
+
+
+def objects_mirror(
+    *,
+    storage: Storage,
+    directory: Path,
+    previous: Path | None = None,
+    workers: int = 16,
+    on_object: Callable[[int], None] = lambda size: None,
+) -> MirrorCounts:
+    """Every image object into directory/objects/<key>, listed in the manifest in key order.
+
+    previous: a finished backup folder; what it holds unchanged is hard-linked, not downloaded.
+    on_object(size) is called once per object (progress).
+    """
     target = directory / OBJECTS
-    count = total = 0
+    counts = MirrorCounts(linked_from=previous.name if previous else "")
+    earlier = _PreviousManifest(previous)
     with (directory / MANIFEST).open("w") as manifest, ContextThreadPool(max_workers=workers) as executor:
         # A page of keys at a time: memory holds one page's copies, whatever the bucket's size.
         # Renditions too: their rows come back with the database and must name objects that exist.
-        for keys in _key_pages(storage):
-            copies = executor.map(lambda key: _download(storage, key, target), keys)
-            for copy in copies:
+        for page in _item_pages(storage):
+            pending: list[ObjectCopy | Future] = []
+            for item in page:
+                linked = earlier.link(item, target=target)
+                pending.append(linked or executor.submit(_download, storage, item, target))
+            for entry in pending:
+                copy = entry if isinstance(entry, ObjectCopy) else entry.result()
+                if isinstance(entry, ObjectCopy):
+                    counts.linked += 1
+                else:
+                    counts.copied += 1
                 manifest.write(json.dumps(copy.__dict__) + "\n")
-                count, total = count + 1, total + copy.size
-    return count, total
+                counts.objects, counts.bytes = counts.objects + 1, counts.bytes + copy.size
+                on_object(copy.size)
+    earlier.close()
+    return counts
 
 
-def _key_pages(storage: Storage) -> Iterator[list[str]]:
+@dataclass(frozen=True)
+class _MirrorItem:
+    """A listed object to mirror: version tells the same bytes without reading them ("" : unknown, always copied)."""
+
+    key: str
+    byte_size: int | None
+    version: str
+
+
+def object_version(item: StoredObject) -> str:
+    """What changes when an object's bytes change: its ETag on S3, its modification time on the file system."""
+    return f"etag:{item.etag}" if item.etag else f"mtime:{item.modified_at.isoformat()}"
+
+
+def _item_pages(storage: Storage) -> Iterator[list[_MirrorItem]]:
     for page in object_keys(storage=storage):
-        yield [item.key for item in page]
+        yield [_MirrorItem(key=item.key, byte_size=item.byte_size, version=object_version(item)) for item in page]
     for rendition_page in rendition_object_pages(storage=storage):
-        yield [item.key for item in rendition_page]
+        yield [
+            _MirrorItem(key=item.key, byte_size=item.byte_size, version=f"etag:{item.etag}" if item.etag else "")
+            for item in rendition_page
+        ]
 
 
-def objects_restore(*, storage: Storage, directory: Path, workers: int = 16) -> tuple[int, int]:
+class _PreviousManifest:
+    """The previous backup's manifest read alongside the listing: both are in key order, so memory holds one line."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.handle = (folder / MANIFEST).open() if folder is not None and (folder / MANIFEST).is_file() else None
+        self.lines: Iterator[str] = iter(self.handle) if self.handle else iter(())
+        self.current: ObjectCopy | None = self._next()
+
+    def _next(self) -> ObjectCopy | None:
+        for line in self.lines:
+            if line.strip():
+                return ObjectCopy(**json.loads(line))
+        return None
+
+    def link(self, item: _MirrorItem, *, target: Path) -> ObjectCopy | None:
+        """The previous copy of item hard-linked into target when it is the same bytes; None to download it."""
+        while self.current is not None and self.current.key < item.key:
+            self.current = self._next()
+        previous = self.current
+        if (
+            self.folder is None
+            or previous is None
+            or previous.key != item.key
+            or previous.size != item.byte_size
+            or not previous.version
+            or previous.version != item.version
+        ):
+            return None
+        source = _safe_path(self.folder / OBJECTS, item.key)
+        path = _safe_path(target, item.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, path)
+        except OSError:
+            # Gone from the previous folder, another file system, too many links: download it instead.
+            return None
+        return previous
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def manifest_count(*, directory: Path) -> int:
+    """Objects a backup folder's manifest lists (a progress bar's total)."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return 0
+    with path.open() as manifest:
+        return sum(1 for line in manifest if line.strip())
+
+
+def objects_restore(
+    *, storage: Storage, directory: Path, workers: int = 16, on_object: Callable[[int], None] = lambda size: None
+) -> tuple[int, int]:
     """Upload every object of the manifest (its bytes checked against it first); (objects, bytes)."""
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
@@ -68,6 +181,7 @@ def objects_restore(*, storage: Storage, directory: Path, workers: int = 16) -> 
                 break
             for copy in executor.map(lambda copy: _upload(storage, copy, directory / OBJECTS), batch):
                 count, total = count + 1, total + copy.size
+                on_object(copy.size)
     return count, total
 
 
@@ -79,11 +193,12 @@ def _safe_path(root: Path, key: str) -> Path:
     return root.joinpath(*parts)
 
 
-def _download(storage: Storage, key: str, root: Path) -> ObjectCopy:
+def _download(storage: Storage, item: _MirrorItem, root: Path) -> ObjectCopy:
+    key = item.key
     path = _safe_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    content_type, metadata = "", {}
+    content_type, metadata, version = "", {}, item.version
     try:
         # A wall-clock bound on each object's copy, however slowly the storage sends it.
         with storage_deadline(f"backup of {key}"):
@@ -91,6 +206,8 @@ def _download(storage: Storage, key: str, root: Path) -> ObjectCopy:
                 client = s3_client(storage)
                 response = client.get_object(Bucket=storage.bucket_name, Key=key)
                 content_type, metadata = response.get("ContentType", ""), response.get("Metadata", {})
+                # The ETag of the bytes read (the object may have changed since it was listed).
+                version = f"etag:{etag_normalise(response.get('ETag'))}"
                 body = response["Body"]
             else:
                 body = storage.open(key, "rb")
@@ -106,6 +223,7 @@ def _download(storage: Storage, key: str, root: Path) -> ObjectCopy:
         sha256=sha256,
         content_type=content_type or mimetypes.guess_type(key)[0] or "",
         metadata=metadata,
+        version=version,
     )
 
 

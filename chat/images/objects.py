@@ -24,12 +24,18 @@ class ObjectFacts:
     exists: bool
     byte_size: int | None = None
     sha256: str = ""
+    etag: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredObject:
+    """One entry of a listing: S3's ListObjectsV2 gives size and ETag with the key, at no extra request."""
+
     key: str
     modified_at: datetime
+    byte_size: int | None = None
+    # Without quotes; empty on the file system (files carry none).
+    etag: str = ""
 
 
 def object_facts(
@@ -52,14 +58,33 @@ def object_facts(
     raise StorageUnavailable(f"verify_images knows S3 and the file system, not {type(storage).__name__}")
 
 
-def object_keys(*, storage: Storage, page_size: int = 1000) -> Iterator[list[StoredObject]]:
-    """Every object under IMAGE_KEY_PREFIX, a page at a time (memory stays at one page)."""
+def object_keys(
+    *, storage: Storage, page_size: int = 1000, prefix: str = IMAGE_KEY_PREFIX
+) -> Iterator[list[StoredObject]]:
+    """Every object under prefix in key order (UTF-8 bytes, as S3 lists), a page at a time.
+
+    On S3 memory stays at one page. The file system has no sorted listing: its keys are sorted
+    in memory (bin/serve's single-machine store, not the million-object bucket).
+    """
     if isinstance(storage, S3Storage):
-        yield from _s3_keys(storage, page_size=page_size)
+        yield from _s3_keys(storage, page_size=page_size, prefix=prefix)
     elif isinstance(storage, FileSystemStorage):
-        yield from _file_keys(storage, page_size=page_size)
+        yield from _file_keys(storage, page_size=page_size, prefix=prefix)
     else:
         raise StorageUnavailable(f"cannot list {type(storage).__name__}")
+
+
+def object_listing(
+    *, storage: Storage, page_size: int = 1000, prefix: str = IMAGE_KEY_PREFIX
+) -> Iterator[StoredObject]:
+    """object_keys one object at a time: what a verify pass merges with its rows."""
+    for page in object_keys(storage=storage, page_size=page_size, prefix=prefix):
+        yield from page
+
+
+def etag_normalise(etag: str | None) -> str:
+    """An ETag as recorded: without the quotes S3 puts around it."""
+    return (etag or "").strip().strip('"')
 
 
 def object_modified_at(*, storage: Storage, key: str) -> datetime | None:
@@ -101,12 +126,15 @@ def _s3_facts(storage: S3Storage, *, key: str, read_data: bool) -> ObjectFacts:
             if not read_data:
                 head = client.head_object(Bucket=storage.bucket_name, Key=key)
                 return ObjectFacts(
-                    exists=True, byte_size=head["ContentLength"], sha256=head.get("Metadata", {}).get("sha256", "")
+                    exists=True,
+                    byte_size=head["ContentLength"],
+                    sha256=head.get("Metadata", {}).get("sha256", ""),
+                    etag=etag_normalise(head.get("ETag")),
                 )
             response = client.get_object(Bucket=storage.bucket_name, Key=key)
             with response["Body"] as body:
                 sha256, size = sha256_of(chunks_of(body))
-            return ObjectFacts(exists=True, byte_size=size, sha256=sha256)
+            return ObjectFacts(exists=True, byte_size=size, sha256=sha256, etag=etag_normalise(response.get("ETag")))
     except DeadlineExceeded as error:
         raise StorageUnavailable(f"{storage_describe(storage=storage)}: {error}") from error
     except ClientError as error:
@@ -141,40 +169,53 @@ def _file_facts(storage: FileSystemStorage, *, key: str) -> ObjectFacts:
     return ObjectFacts(exists=True, byte_size=size, sha256=sha256)
 
 
-def _s3_keys(storage: S3Storage, *, page_size: int) -> Iterator[list[StoredObject]]:
+def _s3_keys(storage: S3Storage, *, page_size: int, prefix: str) -> Iterator[list[StoredObject]]:
     paginator = s3_client(storage).get_paginator("list_objects_v2")
     pages = iter(
-        paginator.paginate(
-            Bucket=storage.bucket_name, Prefix=IMAGE_KEY_PREFIX, PaginationConfig={"PageSize": page_size}
-        )
+        paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix, PaginationConfig={"PageSize": page_size})
     )
     while True:
         try:
             # Each page under its own deadline, and none held across the yield (the caller's work).
             with storage_deadline("listing a page"):
                 page = next(pages, None)
-        except (BotoCoreError, ClientError, DeadlineExceeded) as error:
-            raise StorageUnavailable(f"could not list {storage_describe(storage=storage)}: {error}") from error
+        except ClientError as error:
+            raise StorageUnavailable(f"{storage_describe(storage=storage)} refused the listing: {error}") from error
+        except (BotoCoreError, DeadlineExceeded) as error:
+            raise StorageUnavailable(
+                f"{storage_describe(storage=storage)} did not answer the listing: {type(error).__name__}: {error}"
+            ) from error
         if page is None:
             return
-        yield [StoredObject(key=item["Key"], modified_at=item["LastModified"]) for item in page.get("Contents", [])]
-
-
-def _file_keys(storage: FileSystemStorage, *, page_size: int) -> Iterator[list[StoredObject]]:
-    root = os.path.join(storage.location, IMAGE_KEY_PREFIX)
-    page: list[StoredObject] = []
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                modified = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC)
-            except FileNotFoundError:
-                continue  # removed while listing
-            page.append(
-                StoredObject(key=os.path.relpath(path, storage.location).replace(os.sep, "/"), modified_at=modified)
+        yield [
+            StoredObject(
+                key=item["Key"],
+                modified_at=item["LastModified"],
+                byte_size=item.get("Size"),
+                etag=etag_normalise(item.get("ETag")),
             )
-            if len(page) >= page_size:
-                yield page
-                page = []
+            for item in page.get("Contents", [])
+        ]
+
+
+def _file_keys(storage: FileSystemStorage, *, page_size: int, prefix: str) -> Iterator[list[StoredObject]]:
+    root = os.path.join(storage.location, prefix)
+    keys = sorted(
+        os.path.relpath(os.path.join(directory, name), storage.location).replace(os.sep, "/")
+        for directory, _, names in os.walk(root)
+        for name in names
+    )
+    page: list[StoredObject] = []
+    for key in keys:
+        try:
+            stat = os.stat(os.path.join(storage.location, key))
+        except FileNotFoundError:
+            continue  # removed while listing
+        page.append(
+            StoredObject(key=key, modified_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC), byte_size=stat.st_size)
+        )
+        if len(page) >= page_size:
+            yield page
+            page = []
     if page:
         yield page

@@ -35,6 +35,7 @@ class PhotoOutcome:
     content_type: str = ""
     byte_size: int = 0
     sha256: str = ""
+    etag: str = ""
     width: int | None = None
     height: int | None = None
     error: str = ""
@@ -82,7 +83,7 @@ def image_store_one(
     try:
         key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
         with sentry_sdk.start_span(op="storage.upload", name=key):
-            image_upload(storage, key=key, downloaded=downloaded, photo=photo)
+            etag = image_upload(storage, key=key, downloaded=downloaded, photo=photo)
         # After the original is stored: whatever happens to them, the original is kept.
         renditions = image_renditions_store(file=downloaded.file, source_sha256=downloaded.sha256, storage=storage)
     finally:
@@ -94,6 +95,7 @@ def image_store_one(
         content_type=downloaded.content_type,
         byte_size=downloaded.byte_size,
         sha256=downloaded.sha256,
+        etag=etag,
         width=downloaded.width,
         height=downloaded.height,
         renditions=renditions,
@@ -107,6 +109,7 @@ STORED_COPY_FIELDS = [
     "content_type",
     "byte_size",
     "sha256",
+    "etag",
     "width",
     "height",
     "stored_at",
@@ -123,6 +126,7 @@ def image_take_stored_copy(image: Image, outcome: PhotoOutcome, *, now) -> None:
     image.status = ImageStatus.STORED
     image.file.name = outcome.key
     image.content_type, image.byte_size, image.sha256 = outcome.content_type, outcome.byte_size, outcome.sha256
+    image.etag = outcome.etag
     image.width, image.height = outcome.width, outcome.height
     image.stored_at = now
     image.last_error = ""
@@ -138,8 +142,8 @@ def failure_kind(error: Exception) -> str:
     }.get(type(error).__name__, type(error).__name__)
 
 
-def image_upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> None:
-    """Store the downloaded bytes under key with their metadata; StorageUnavailable when the storage fails or is too slow."""
+def image_upload(storage: Storage, *, key: str, downloaded: DownloadedImage, photo: Photo) -> str:
+    """Store the bytes under key with their metadata; the ETag answered. StorageUnavailable when it fails or is slow."""
     content = ObjectContent(
         downloaded.file,
         content_type=downloaded.content_type,
@@ -163,6 +167,7 @@ def image_upload(storage: Storage, *, key: str, downloaded: DownloadedImage, pho
         raise StorageUnavailable(
             f"storage saved {key!r} as {saved!r}: enable overwriting (file_overwrite / allow_overwrite)"
         )
+    return content.etag
 
 
 def _ms_since(started: float) -> int:

@@ -1,8 +1,13 @@
-"""verify_images: every stored row checked against its object, concurrently, a batch of rows at a time.
+"""verify_images: every stored row checked against its object, a batch of rows at a time.
 
-Like restic's `check`: read what is stored, compare it with what was recorded, say exactly what
-is missing or wrong. A row's state is only changed on the storage's own answer about its object;
-a storage that does not answer stops the run before anything of the batch is written.
+Like restic's `check` and `rclone check`: read what is stored, compare it with what was recorded,
+say exactly what is missing or wrong. A whole run compares a bucket listing (key, size, ETag) with
+the rows, merged in key order (chat.images.verify_listing): an object whose listing entry is what
+its row recorded needs no request of its own; only the others are looked up (HEAD), or read and
+hashed when their ETag differs, and every object of a --deep run or a --deep-sample. A selection
+of rows (the admin's "Verify selected") is looked up one HEAD per row. A row's state is only
+changed on the storage's own answer about its object; a storage that does not answer stops the run
+before anything of the batch is written.
 """
 
 import time
@@ -23,11 +28,12 @@ from chat.images.objects import (
     StoredObject,
     object_delete,
     object_facts,
-    object_keys,
+    object_listing,
     object_modified_at,
 )
 from chat.images.repair import image_repair_rows
-from chat.images.verify_reports import ImageProblem, ImageVerifySummary
+from chat.images.verify_listing import ListedRow, merge_by_key, rows_by_key
+from chat.images.verify_reports import ImageProblem, ImageVerifySummary, PassCounts
 from chat.models import VERIFIABLE_STATUSES, Image, ImageStatus
 from core.concurrency import ContextThreadPool, fewer_gil_handoffs
 from core.object_storage import storage_check, storage_describe
@@ -58,6 +64,7 @@ _ROW_FIELDS = [
     "file",
     "byte_size",
     "sha256",
+    "etag",
     "stored_at",
     "attempts",
     "last_error",
@@ -70,6 +77,7 @@ def image_verify_all(
     repair: bool = False,
     delete_orphans: bool = False,
     read_data: bool = False,
+    deep_sample: int = 0,
     workers: int | None = None,
     batch_size: int | None = None,
     orphan_min_age: timedelta = timedelta(hours=1),
@@ -78,6 +86,8 @@ def image_verify_all(
 ) -> ImageVerifySummary:
     """Check stored, missing and corrupt rows (all, or image_ids) against their objects; orphans too when checking all.
 
+    read_data (--deep) reads and hashes every object; deep_sample reads that many rows' objects
+    chosen at random, the rest compared by listing. on_batch is called after each batch (progress).
     repair downloads broken ones again from source_url (lost when the source is gone);
     delete_orphans removes objects no row names that are older than orphan_min_age (younger
     ones may belong to a fetch that has not written its rows yet). Raises StorageUnavailable
@@ -87,8 +97,8 @@ def image_verify_all(
     storage = storage or default_storage
     workers = workers or settings.IMAGE_VERIFY_WORKERS
     batch_size = batch_size or settings.IMAGE_VERIFY_BATCH_SIZE
-    if workers < 1 or batch_size < 1:
-        raise ValueError("workers and batch_size must be positive")
+    if workers < 1 or batch_size < 1 or deep_sample < 0:
+        raise ValueError("workers and batch_size must be positive, deep_sample not negative")
     ids = None if image_ids is None else sorted(set(image_ids))
     summary = ImageVerifySummary(where=storage_describe(storage=storage))
     started = time.monotonic()
@@ -98,6 +108,7 @@ def image_verify_all(
         repair=repair,
         delete_orphans=delete_orphans,
         read_data=read_data,
+        deep_sample=deep_sample,
         workers=workers,
         selected=None if ids is None else len(ids),
     )
@@ -112,16 +123,29 @@ def image_verify_all(
             repair=repair,
             delete_orphans=delete_orphans,
             read_data=read_data,
+            deep_sample=deep_sample,
             workers=workers,
             batch_size=batch_size,
             orphan_min_age=orphan_min_age,
-            on_batch=on_batch,
+            on_batch=on_batch or (lambda summary: None),
             started=started,
         )
 
 
 def _verify_locked(
-    *, summary, storage, ids, repair, delete_orphans, read_data, workers, batch_size, orphan_min_age, on_batch, started
+    *,
+    summary,
+    storage,
+    ids,
+    repair,
+    delete_orphans,
+    read_data,
+    deep_sample,
+    workers,
+    batch_size,
+    orphan_min_age,
+    on_batch,
+    started,
 ) -> ImageVerifySummary:
     storage_check(storage=storage)
     session = outbound_session(OutboundPolicy.from_settings(pool_size=workers)) if repair else None
@@ -134,11 +158,21 @@ def _verify_locked(
             run = _VerifyRun(
                 summary=summary, storage=storage, read_data=read_data, executor=executor, repair_session=session
             )
-            for rows in _row_batches(ids=ids, batch_size=batch_size):
-                run.verify_batch(rows)
-                (on_batch or (lambda summary: None))(summary)
-        if ids is None:
-            _find_orphans(summary=summary, storage=storage, delete=delete_orphans, min_age=orphan_min_age)
+            if ids is None:
+                summary.originals = originals_verify_pass(
+                    listing=object_listing(storage=storage, page_size=min(batch_size, 1000)),
+                    run=run,
+                    batch_size=batch_size,
+                    deep_ids=_deep_sample_ids(deep_sample),
+                    on_batch=on_batch,
+                    on_unnamed=lambda objects: _find_orphans(
+                        summary=summary, storage=storage, objects=objects, delete=delete_orphans, min_age=orphan_min_age
+                    ),
+                )
+            else:
+                for rows in _row_batches(ids=ids, batch_size=batch_size):
+                    run.verify_batch(rows)
+                    on_batch(summary)
         lost_rows = Image.objects.filter(status=ImageStatus.LOST)
         summary.lost_before = (lost_rows.filter(pk__in=ids) if ids is not None else lost_rows).count() - summary.lost
     finally:
@@ -147,6 +181,46 @@ def _verify_locked(
         summary.seconds = time.monotonic() - started
         logger.info("image_verify.finished", where=summary.where, **summary.as_log_fields())
     return summary
+
+
+def image_verifiable_count() -> int:
+    """Rows a whole run checks (a progress bar's total)."""
+    return Image.objects.filter(status__in=VERIFIABLE_STATUSES).exclude(file="").count()
+
+
+def originals_verify_pass(
+    *,
+    listing: Iterable[StoredObject],
+    run: "_VerifyRun",
+    batch_size: int,
+    deep_ids: frozenset[int] = frozenset(),
+    on_batch: Callable[[ImageVerifySummary], None] = lambda summary: None,
+    on_unnamed: Callable[[list[StoredObject]], None] = lambda objects: None,
+) -> PassCounts:
+    """Every original's row against the listing of images/: rows and keys merged in key order.
+
+    Rows of every state that name a key count as naming it (a lost row's object is no orphan);
+    stored, missing and corrupt rows are checked. on_unnamed gets the listed objects no row named,
+    a page at a time. Memory: one batch of rows and one listing page.
+    """
+    counts = PassCounts()
+    rows = Image.objects.only(*_ROW_FIELDS)
+    for pairs, unnamed in merge_by_key(row_batches=rows_by_key(rows, batch_size=batch_size), listing=listing):
+        if pairs:
+            run.verify_listed(pairs, deep_ids=deep_ids, counts=counts)
+            on_batch(run.summary)
+        if unnamed:
+            counts.unnamed += len(unnamed)
+            on_unnamed(unnamed)
+    return counts
+
+
+def _deep_sample_ids(size: int) -> frozenset[int]:
+    """size verifiable rows chosen at random (ORDER BY random()): their objects are read whatever the listing says."""
+    if not size:
+        return frozenset()
+    rows = Image.objects.filter(status__in=VERIFIABLE_STATUSES).exclude(file="").order_by("?")
+    return frozenset(rows.values_list("pk", flat=True)[:size])
 
 
 def _row_batches(*, ids: list[int] | None, batch_size: int):
@@ -184,6 +258,45 @@ class _VerifyRun:
         self.summary, self.storage, self.read_data = summary, storage, read_data
         self.executor, self.repair_session = executor, repair_session
 
+    def verify_listed(self, pairs: list[ListedRow], *, deep_ids: frozenset[int], counts: PassCounts) -> None:
+        """A batch of rows with their listing entries: those that match what was recorded need no request."""
+        decided: list[tuple[Image, ObjectFacts]] = []
+        looked_up: list[tuple[Image, bool]] = []
+        for pair in pairs:
+            row, listed = pair.row, pair.listed
+            if row.status not in VERIFIABLE_STATUSES:
+                continue
+            deep = self.read_data or row.pk in deep_ids
+            if (
+                listed is not None
+                and not deep
+                and row.etag
+                and listed.etag == row.etag
+                and listed.byte_size == row.byte_size
+            ):
+                # The ETag the upload answered, still there with the same size: the recorded bytes.
+                decided.append((row, ObjectFacts(exists=True, byte_size=row.byte_size, sha256="", etag=row.etag)))
+                continue
+            # Not listed (perhaps stored after this page was listed: HEAD decides), another size
+            # (HEAD confirms), no ETag recorded yet (HEAD: the sha256 metadata, or the bytes hashed
+            # when there is none), another ETag of the same size (the bytes hashed), or --deep.
+            other_etag = listed is not None and bool(row.etag) and listed.etag != row.etag
+            read = deep or (other_etag and listed is not None and listed.byte_size == row.byte_size)
+            looked_up.append((row, read))
+        futures = [
+            self.executor.submit(
+                object_facts, storage=self.storage, key=row.file.name, read_data=read, expected_size=row.byte_size
+            )
+            for row, read in looked_up
+        ]
+        # Every answer first: one refused or unanswered request and nothing of the batch is written.
+        facts = [future.result() for future in futures]
+        counts.by_listing += len(decided)
+        counts.looked_up += sum(1 for _, read in looked_up if not read)
+        counts.read += sum(1 for _, read in looked_up if read)
+        counts.checked += len(decided) + len(looked_up)
+        self._judge_and_write([*decided, *zip([row for row, _ in looked_up], facts, strict=True)])
+
     def verify_batch(self, rows: list[Image]) -> None:
         futures = [
             self.executor.submit(
@@ -197,22 +310,36 @@ class _VerifyRun:
         ]
         # Every answer first: one refused or unanswered request and nothing of the batch is written.
         facts = [future.result() for future in futures]
+        self._judge_and_write(list(zip(rows, facts, strict=True)))
+
+    def _judge_and_write(self, checked: list[tuple[Image, ObjectFacts]]) -> None:
         now = timezone.now()
         intact, problems = [], []
-        for row, fact in zip(rows, facts, strict=True):
+        for row, fact in checked:
             state, reason = _judge(row, fact, where=self.summary.where)
             if state is None:
-                intact.append(row)
+                intact.append((row, fact.etag))
             else:
                 problems.append((row, state, reason))
         self._write_intact(intact, now=now)
         self._write_problems(problems, now=now)
-        self.summary.checked += len(rows)
+        self.summary.checked += len(checked)
         if self.repair_session is not None and problems:
             self._repair(problems, session=self.repair_session)
 
-    def _write_intact(self, rows: list[Image], *, now) -> None:
-        self.summary.intact += len(rows)
+    def _write_intact(self, checked: list[tuple[Image, str]], *, now) -> None:
+        self.summary.intact += len(checked)
+        # The bytes were found to be the recorded ones: record the ETag they have now (the first
+        # verify of a row stored before ETags were recorded, or a copy put back by a restore).
+        new_etags = [(row, etag) for row, etag in checked if etag and etag != row.etag]
+        if new_etags:
+            _unchanged([row for row, _ in new_etags]).update(
+                etag=Case(*[When(pk=row.pk, then=Value(etag)) for row, etag in new_etags])
+            )
+            self.summary.etags_recorded += len(new_etags)
+            for row, etag in new_etags:
+                row.etag = etag
+        rows = [row for row, _ in checked]
         stored = [row.pk for row in rows if row.status == ImageStatus.STORED]
         back = [row for row in rows if row.status != ImageStatus.STORED]
         if stored:
@@ -295,8 +422,10 @@ def _unchanged(rows: list[Image]):
     return Image.objects.filter(condition)
 
 
-def _find_orphans(*, summary: ImageVerifySummary, storage: Storage, delete: bool, min_age: timedelta) -> None:
-    """Objects under images/ that no row names: reported, and deleted when asked and old enough.
+def _find_orphans(
+    *, summary: ImageVerifySummary, storage: Storage, objects: list[StoredObject], delete: bool, min_age: timedelta
+) -> None:
+    """Listed objects under images/ that no row named: reported, and deleted when asked and old enough.
 
     Deleting runs under the fetch lock (image_verify_all), so no fetch or repair uploads or records
     a key meanwhile; each candidate is still checked again right before its delete, against the
@@ -304,29 +433,29 @@ def _find_orphans(*, summary: ImageVerifySummary, storage: Storage, delete: bool
     release during a deploy, a hand-run script) costs at most an orphan kept, never a stored image.
     """
     cutoff = timezone.now() - min_age
-    for page in object_keys(storage=storage):
-        keys = [stored.key for stored in page]
-        named = set(Image.objects.filter(file__in=keys).values_list("file", flat=True))
-        candidates = []
-        for stored in page:
-            if stored.key in named:
-                continue
-            summary.add_orphan(stored.key)
-            old_enough = stored.modified_at <= cutoff
-            logger.warning(
-                "image_verify.orphan",
-                key=stored.key,
-                modified_at=stored.modified_at.isoformat(),
-                deleted=delete and old_enough,
-            )
-            if not delete:
-                continue
-            if old_enough:
-                candidates.append(stored)
-            else:
-                summary.orphans_too_recent += 1
-        if candidates:
-            _delete_orphans(candidates, summary=summary, storage=storage, cutoff=cutoff)
+    keys = [stored.key for stored in objects]
+    # Asked again now: a fetch may have written the row since the rows were read.
+    named = set(Image.objects.filter(file__in=keys).values_list("file", flat=True))
+    candidates = []
+    for stored in objects:
+        if stored.key in named:
+            continue
+        summary.add_orphan(stored.key)
+        old_enough = stored.modified_at <= cutoff
+        logger.warning(
+            "image_verify.orphan",
+            key=stored.key,
+            modified_at=stored.modified_at.isoformat(),
+            deleted=delete and old_enough,
+        )
+        if not delete:
+            continue
+        if old_enough:
+            candidates.append(stored)
+        else:
+            summary.orphans_too_recent += 1
+    if candidates:
+        _delete_orphans(candidates, summary=summary, storage=storage, cutoff=cutoff)
 
 
 def _delete_orphans(candidates: list[StoredObject], *, summary: ImageVerifySummary, storage: Storage, cutoff) -> None:

@@ -15,6 +15,20 @@ class ImageProblem:
 
 
 @dataclass
+class PassCounts:
+    """What one listing pass did: rows checked, how many by the listing alone, looked up (HEAD) or read (hashed)."""
+
+    checked: int = 0
+    by_listing: int = 0
+    looked_up: int = 0
+    read: int = 0
+    unnamed: int = 0
+
+    def as_log_fields(self, prefix: str) -> dict:
+        return {f"{prefix}_{name}": value for name, value in self.__dict__.items()}
+
+
+@dataclass
 class ImageVerifySummary:
     where: str
     checked: int = 0
@@ -29,7 +43,10 @@ class ImageVerifySummary:
     orphans: int = 0
     orphans_deleted: int = 0
     orphans_too_recent: int = 0
+    etags_recorded: int = 0
     seconds: float = 0.0
+    # The originals' listing pass (None when a selection was checked one HEAD a row).
+    originals: PassCounts | None = None
     problems: list[ImageProblem] = field(default_factory=list)
     orphan_keys: list[str] = field(default_factory=list)
 
@@ -70,6 +87,8 @@ class ImageVerifySummary:
             "orphans": self.orphans,
             "orphans_deleted": self.orphans_deleted,
             "orphans_too_recent": self.orphans_too_recent,
+            "etags_recorded": self.etags_recorded,
+            **(self.originals.as_log_fields("originals") if self.originals else {}),
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),
         }

@@ -3,8 +3,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce, JSONObject
 
 from chat.images.selectors import staff_may_view_images
@@ -55,8 +56,11 @@ def chat_for_reader(*, user, chat_id: int | None = None) -> Chat:
     """The user's own chat, or (staff who may view messages) the chat chat_id; Chat.DoesNotExist otherwise.
 
     Someone else's chat is "does not exist" rather than "forbidden", so ids cannot be probed.
+    The user's own chat, when it came with the user (the API's token query brings it), costs no query.
     """
-    chats = Chat.objects.only("id", "user_id", "last_read_message_id")
+    if chat_id is None and get_user_model().chat.is_cached(user):
+        return user.chat  # Chat.DoesNotExist (RelatedObjectDoesNotExist) when the user has none
+    chats = Chat.objects.only("id", "user_id", "last_read_message_id", "message_count", "unread_count")
     if chat_id is None or not user_may_read_every_chat(user):
         chats = chats.filter(user_id=user.pk)
     if chat_id is not None:
@@ -89,11 +93,28 @@ def chat_messages_shown(chat_id: int):
 
 
 def chat_counts(*, chat: Chat) -> ChatCounts:
-    """Messages of the chat shown to its reader and those after its read watermark: one index-only scan of (chat_id, id)."""
-    totals = chat_messages_shown(chat.pk).aggregate(
-        message_count=Count("id"), unread_count=Count("id", filter=Q(id__gt=chat.last_read_message_id))
+    """Messages of the chat shown to its reader and those after its watermark: one query, whatever the chat holds.
+
+    The chat row's counters (kept by the database's triggers, migration 0009_chat_message_counts)
+    count every committed message; those above chat_read_floor are not shown yet and are taken off.
+    They are all unread (the watermark never passes the floor) and few: the messages of chunks that
+    committed while an older chunk covering the chat still runs, found by a range scan of
+    (chat_id, id) above the floor (none at all when no chunk runs: the floor is BIGINT_MAX).
+    """
+    above_floor = (
+        Message.objects.filter(chat_id__gte=chat.pk, chat_id__lte=chat.pk, id__gt=chat_read_floor(chat.pk))
+        .order_by()
+        .values("chat_id")
+        .annotate(count=Count("id"))
+        .values("count")
     )
-    return ChatCounts(**totals)
+    message_count, unread_count, hidden = (
+        Chat.objects.filter(pk=chat.pk)
+        .annotate(hidden=Coalesce(Subquery(above_floor), 0))
+        .values_list("message_count", "unread_count", "hidden")
+        .get()
+    )
+    return ChatCounts(message_count=message_count - hidden, unread_count=unread_count - hidden)
 
 
 def message_page(*, chat: Chat, before_id: int | None = None, limit: int) -> MessagePage:

@@ -42,6 +42,14 @@ class Image(models.Model):
     content_type = models.CharField(max_length=100, blank=True)
     byte_size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
+    etag = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        # Writers that insert rows by SQL (benchmarks, bulk seeds) need not name it.
+        db_default="",
+        help_text="The storage's ETag of the stored copy (no quotes): what verify_images compares with a listing.",
+    )
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     stored_at = models.DateTimeField(null=True, blank=True)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.backups.backup import BackupError, backup_restore
+from chat.backups.backup import BackupError, backup_object_count, backup_restore
 from core.object_storage import StorageUnavailable
+from core.progress import progress_bar, progress_enabled
 
 
 class Command(BaseCommand):
@@ -19,8 +20,10 @@ class Command(BaseCommand):
         only = parser.add_mutually_exclusive_group()
         only.add_argument("--database-only", action="store_true")
         only.add_argument("--objects-only", action="store_true")
+        parser.add_argument("--progress", action="store_true", help="a progress bar on stderr even without a terminal")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
 
-    def handle(self, *args, source, yes, database_only, objects_only, **options):
+    def handle(self, *args, source, yes, database_only, objects_only, progress, no_progress, **options):
         if not yes:
             what = (
                 "the database's tables"
@@ -34,7 +37,19 @@ class Command(BaseCommand):
             )
             return
         try:
-            report = backup_restore(source=source, database=not objects_only, objects=not database_only)
+            enabled = progress_enabled(progress=progress, no_progress=no_progress) and not database_only
+            with progress_bar(
+                total=backup_object_count(source=source) if enabled else None,
+                unit="object",
+                description="restore",
+                enabled=enabled,
+            ) as bar:
+                report = backup_restore(
+                    source=source,
+                    database=not objects_only,
+                    objects=not database_only,
+                    on_object=lambda size: bar.update(1),
+                )
         except (BackupError, StorageUnavailable) as error:
             raise CommandError(f"Restore failed: {error}") from error
         self.stdout.write(self.style.SUCCESS(f"Restored {report.path}"))

@@ -8,9 +8,10 @@ from django.core.management.base import BaseCommand, CommandError
 from chat.images.fetch_lock import FetchAlreadyRunning
 from chat.images.monitoring import verify_images_job
 from chat.images.rendition_verification import RenditionVerifySummary, image_renditions_verify
-from chat.images.verification import image_verify_all
+from chat.images.verification import image_verifiable_count, image_verify_all
 from chat.images.verify_reports import ImageVerifySummary
 from core.object_storage import StorageUnavailable
+from core.progress import progress_bar, progress_enabled
 
 MAX_WORKERS = 128
 
@@ -18,6 +19,13 @@ MAX_WORKERS = 128
 def _positive(text):
     value = int(text)
     if value < 1 or value > MAX_WORKERS:
+        raise ValueError(text)
+    return value
+
+
+def _count(text):
+    value = int(text)
+    if value < 0:
         raise ValueError(text)
     return value
 
@@ -31,6 +39,7 @@ def _seconds(text):
 
 _positive.__name__ = f"integer from 1 to {MAX_WORKERS}"
 _seconds.__name__ = "number of seconds (0 or more)"
+_count.__name__ = "number of images (0 or more)"
 
 
 class VerifyFailed(CommandError):
@@ -52,26 +61,65 @@ class Command(BaseCommand):
             help="only delete orphans older than this many seconds (default 3600: a fetch may not have written its rows yet)",
         )
         parser.add_argument(
-            "--read-data", action="store_true", help="download and hash every object instead of reading its metadata"
+            "--deep",
+            "--read-data",
+            dest="read_data",
+            action="store_true",
+            help="download and hash every object (default: compare the listing's size and ETag with the row's)",
         )
+        parser.add_argument(
+            "--deep-sample",
+            type=_count,
+            default=0,
+            help="also download and hash this many objects chosen at random",
+        )
+        parser.add_argument("--progress", action="store_true", help="a progress bar on stderr even without a terminal")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
         parser.add_argument(
             "--workers",
             type=_positive,
             help=f"concurrent requests (default IMAGE_VERIFY_WORKERS, {settings.IMAGE_VERIFY_WORKERS})",
         )
 
-    def handle(self, *args, repair, delete_orphans, orphan_min_age, read_data, workers, **options):
+    def handle(
+        self,
+        *args,
+        repair,
+        delete_orphans,
+        orphan_min_age,
+        read_data,
+        deep_sample,
+        workers,
+        progress,
+        no_progress,
+        **options,
+    ):
         self.stdout.write(
             f"Verifying stored images{' (repair)' if repair else ''}{' (delete orphans)' if delete_orphans else ''}…"
         )
+        enabled = progress_enabled(progress=progress, no_progress=no_progress)
         try:
-            with verify_images_job() as job:
+            with (
+                verify_images_job() as job,
+                progress_bar(
+                    total=image_verifiable_count() if enabled else None,
+                    unit="image",
+                    description="verify",
+                    enabled=enabled,
+                ) as bar,
+            ):
+
+                def advance(summary: ImageVerifySummary) -> None:
+                    bar.update(summary.checked - bar.n)
+
                 summary = image_verify_all(
                     repair=repair,
                     delete_orphans=delete_orphans,
                     read_data=read_data,
+                    deep_sample=deep_sample,
                     workers=workers,
                     orphan_min_age=timedelta(seconds=orphan_min_age),
+                    on_batch=advance,
                 )
                 renditions = image_renditions_verify(repair=repair)
                 for key, value in {**summary.as_log_fields(), **renditions.as_log_fields()}.items():

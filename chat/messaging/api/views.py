@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from chat.images.rendition_names import RENDITION_FILE_NAME, rendition_sha256_from_name
 from chat.images.serving import stored_image_response, stored_rendition_response
+from chat.messaging.api.authentication import READER_AUTHENTICATION
 from chat.messaging.api.pagination import MessageCursorPagination
 from chat.messaging.api.serializers import (
     ERROR_RESPONSES,
@@ -38,6 +39,12 @@ CHAT_PARAMETER = OpenApiParameter(
 )
 
 
+class ReaderApiView(APIView):
+    """The recipients' views: the token's query brings the reader's chat too."""
+
+    authentication_classes = READER_AUTHENTICATION
+
+
 class ChatQuerySerializer(serializers.Serializer):
     chat = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
 
@@ -52,7 +59,7 @@ def reader_chat(request) -> Chat:
         raise NotFound() from missing
 
 
-class ChatApi(APIView):
+class ChatApi(ReaderApiView):
     @extend_schema(operation_id="chat", parameters=[CHAT_PARAMETER], responses={200: ChatSerializer, **ERROR_RESPONSES})
     def get(self, request):
         """The caller's chat with its message count and unread count."""
@@ -70,7 +77,7 @@ class ChatApi(APIView):
         )
 
 
-class ChatReadApi(APIView):
+class ChatReadApi(ReaderApiView):
     class InputSerializer(serializers.Serializer):
         up_to_id = serializers.IntegerField(
             min_value=1, max_value=BIGINT_MAX, help_text="Mark this message and every older one read."
@@ -102,7 +109,7 @@ class ChatReadApi(APIView):
         )
 
 
-class MessageListApi(APIView):
+class MessageListApi(ReaderApiView):
     pagination_class = MessageCursorPagination
 
     @extend_schema(
@@ -140,7 +147,7 @@ class ImageBytesNegotiation(BaseContentNegotiation):
         return parsers[0]
 
 
-class ImageFileApi(APIView):
+class ImageFileApi(ReaderApiView):
     content_negotiation_class = ImageBytesNegotiation
 
     @extend_schema(
@@ -165,7 +172,7 @@ class ImageFileApi(APIView):
         return response
 
 
-class ImageRenditionApi(APIView):
+class ImageRenditionApi(ReaderApiView):
     content_negotiation_class = ImageBytesNegotiation
 
     @extend_schema(
