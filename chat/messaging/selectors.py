@@ -95,7 +95,7 @@ def chat_messages_shown(chat_id: int):
 def chat_counts(*, chat: Chat) -> ChatCounts:
     """Messages of the chat shown to its reader and those after its watermark: one query, whatever the chat holds.
 
-    The chat row's counters (kept by the database's triggers, migration 0009_chat_message_counts)
+    The chat row's counters (kept by the database's triggers, migration 0010_chat_message_counts)
     count every committed message; those above chat_read_floor are not shown yet and are taken off.
     They are all unread (the watermark never passes the floor) and few: the messages of chunks that
     committed while an older chunk covering the chat still runs, found by a range scan of

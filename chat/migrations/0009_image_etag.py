@@ -35,7 +35,6 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        # 0005 when written; main's latest since (0008) (two leaves would stop `migrate`).
         ("chat", "0008_renditions"),
     ]
 

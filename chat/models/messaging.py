@@ -16,7 +16,7 @@ class Chat(models.Model):
     # not a foreign key (a deleted message leaves it valid), so a broadcast writes nothing here.
     last_read_message_id = models.BigIntegerField(default=0, db_default=0, editable=False)
     # The summary's counts, kept by the database's triggers on every write of a message or of the
-    # watermark (migration 0009_chat_message_counts says how, and why they stay exact under races).
+    # watermark (migration 0010_chat_message_counts says how, and why they stay exact under races).
     message_count = models.BigIntegerField(default=0, db_default=0, editable=False)
     unread_count = models.BigIntegerField(default=0, db_default=0, editable=False)
 

@@ -76,7 +76,7 @@ def test_the_counts_cost_one_primary_key_read_whatever_the_chat_holds(big_and_sm
         with CaptureQueriesContext(connection) as captured:
             counts = chat_counts(chat=chat)
         assert (counts.message_count, counts.unread_count) == expected
-        # The chat row's counters (kept by triggers, migration 0009_chat_message_counts), less the messages
+        # The chat row's counters (kept by triggers, migration 0010_chat_message_counts), less the messages
         # above the reader's floor: no COUNT over the chat's messages, whatever it holds.
         (query,) = captured.captured_queries
         nodes = list(_nodes(_plan_of_sql(query["sql"])))
