@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from deploy.ports import free_port
+from devservers.processes import stop_process, wait_until_http_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUGSINK_VENV = PROJECT_ROOT / ".venv-bugsink"
@@ -76,14 +77,7 @@ class BugsinkServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
     def __enter__(self) -> "BugsinkServer":
         return self.start()
@@ -216,20 +210,14 @@ class BugsinkServer:
             )
 
     def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise BugsinkError(f"Bugsink exited with {self._process.returncode}:\n{self._log_tail()}")
-            try:
-                response = requests.get(self.url + "/health/ready", timeout=5)
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text[:200]}"
-            except requests.RequestException as error:
-                last = repr(error)
-            time.sleep(0.3)
-        raise BugsinkError(f"Bugsink not ready: {last}\n{self._log_tail()}")
+        wait_until_http_ready(
+            name="Bugsink",
+            url=self.url + "/health/ready",
+            process=self._process,
+            timeout=self.ready_timeout,
+            error=BugsinkError,
+            log_tail=self._log_tail,
+        )
 
     def _ensure_project(self) -> None:
         projects = [p for p in self.api("GET", "projects/").json()["results"] if p["name"] == self.project_name]

@@ -12,6 +12,7 @@ import requests
 import yaml
 
 from deploy.ports import free_port
+from devservers.processes import stop_process, wait_until_http_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RULES = PROJECT_ROOT / "deploy" / "observability" / "prometheus" / "alerts.yml"
@@ -97,14 +98,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
     def __enter__(self) -> "PrometheusServer":
         return self.start()
@@ -140,22 +134,14 @@ class PrometheusServer:
             time.sleep(0.5)
 
     def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise PrometheusError(
-                    f"prometheus exited with {self._process.returncode}:\n{self.log_path.read_text()[-3000:]}"
-                )
-            try:
-                response = requests.get(self.url + "/-/ready", timeout=5)
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code}"
-            except requests.RequestException as error:
-                last = repr(error)
-            time.sleep(0.3)
-        raise PrometheusError(f"prometheus not ready: {last}")
+        wait_until_http_ready(
+            name="prometheus",
+            url=self.url + "/-/ready",
+            process=self._process,
+            timeout=self.ready_timeout,
+            error=PrometheusError,
+            log_tail=lambda: self.log_path.read_text()[-3000:],
+        )
 
 
 def main() -> None:
