@@ -156,7 +156,7 @@ def image_upload(storage: Storage, *, key: str, downloaded: DownloadedImage, pho
         },
     )
     try:
-        # A wall-clock bound on the upload (a multipart upload's own threads are outside it).
+        # A wall-clock bound on the upload: one PutObject, however large the image (pru_app.s3_options).
         with storage_deadline(f"upload of {key}"):
             saved = storage.save(key, content)
     except Exception as error:  # any storage failure stops the run; the message says which

@@ -44,3 +44,15 @@ def test_check_deploy_passes_with_production_values(with_storage):
         )
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_image_is_uploaded_in_one_request_under_its_deadline():
+    """Multipart parts would run in s3transfer's threads, outside the storage call's wall-clock deadline."""
+    from django.conf import settings as django_settings
+    from django.core.files.storage import storages
+
+    storage = storages["default"]
+    threshold = getattr(storage, "transfer_config", None)
+    if threshold is None:  # the file-system storage of a run without S3
+        return
+    assert threshold.multipart_threshold > django_settings.IMAGE_FETCH_MAX_BYTES
