@@ -19,6 +19,8 @@ import json
 import os
 import re
 import sys
+import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,14 +45,22 @@ def locked_pins(paths: list[str]) -> dict[str, str]:
     return pins
 
 
-def project_page(name: str, *, timeout: float) -> dict | None:
-    # PyPI over https, or the mirror PYPI_PROJECT_URL names.
+def project_page(name: str, *, timeout: float, attempts: int = 3) -> dict | None:
+    # PyPI over https, or the mirror PYPI_PROJECT_URL names. A dropped connection or a timeout through
+    # the egress proxy is tried again (after 1 s, then 3 s); only a page that never answers is "no answer".
     request = urllib.request.Request(PROJECT_URL.format(name=name), headers={"Accept": "application/json"})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return json.load(response)
-    except (OSError, ValueError):
-        return None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            if error.code < 500 and error.code != 429:
+                return None  # an answer: the page is not there
+        except (OSError, ValueError):
+            pass
+        if attempt + 1 < attempts:
+            time.sleep(1 + 2 * attempt)
+    return None
 
 
 def affects(advisory: dict, pin: Version, newest: Version) -> bool:
