@@ -31,7 +31,8 @@ from chat.images.rendition_files import (
 )
 from chat.models import Image, ImageRendition, ImageStatus, RenditionsStatus
 from core.concurrency import ContextThreadPool
-from core.object_storage import s3_client, storage_describe
+from core.deadlines import DeadlineExceeded
+from core.object_storage import s3_client, storage_deadline, storage_describe
 
 logger = structlog.get_logger(__name__)
 
@@ -79,15 +80,17 @@ def rendition_upload(*, storage: Storage, rendition: RenditionBytes) -> StoredRe
     etag = ""
     if isinstance(storage, S3Storage):
         try:
-            response = s3_client(storage).put_object(
-                Bucket=storage.bucket_name,
-                # django-storages' own name-to-key mapping (AWS_LOCATION prefix); it has no public one.
-                Key=storage._normalize_name(clean_name(key)),
-                Body=rendition.data,
-                ContentType=RENDITION_CONTENT_TYPE,
-                Metadata={"sha256": rendition.sha256},
-            )
-        except (BotoCoreError, ClientError) as error:
+            # As the original's upload: one PutObject under the storage call's wall-clock deadline.
+            with storage_deadline(f"upload of {key}"):
+                response = s3_client(storage).put_object(
+                    Bucket=storage.bucket_name,
+                    # django-storages' own name-to-key mapping (AWS_LOCATION prefix); it has no public one.
+                    Key=storage._normalize_name(clean_name(key)),
+                    Body=rendition.data,
+                    ContentType=RENDITION_CONTENT_TYPE,
+                    Metadata={"sha256": rendition.sha256},
+                )
+        except (BotoCoreError, ClientError, DeadlineExceeded) as error:
             raise RenditionFailed(
                 f"upload of {key} to {storage_describe(storage=storage)} failed: {type(error).__name__}: {error}"
             ) from error

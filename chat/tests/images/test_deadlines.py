@@ -17,6 +17,8 @@ from chat.images.fetch_lock import FETCH_LOCK_KEY
 from chat.images.ingestion import image_fetch_all
 from chat.images.objects import object_facts
 from chat.images.photo_api import Photo, PhotoApiClient, PhotoApiUnavailable
+from chat.images.rendition_files import RenditionBytes
+from chat.images.renditions import RenditionFailed, rendition_upload
 from chat.images.storing import image_upload
 from chat.models import Image, ImageStatus
 from conftest import s3_storage_options
@@ -161,4 +163,12 @@ def test_an_upload_to_a_trickling_server_ends_at_its_deadline(trickling_storage,
     started = time.monotonic()
     with pytest.raises(StorageUnavailable, match="took longer than its 2s deadline"):
         image_upload(trickling_storage, key="images/1-x.jpg", downloaded=downloaded, photo=photo)
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_rendition_upload_to_a_trickling_server_ends_at_its_deadline(trickling_storage):
+    rendition = RenditionBytes(width=320, height=240, data=b"webp bytes", sha256="1" * 64)
+    started = time.monotonic()
+    with pytest.raises(RenditionFailed, match="took longer than its 2s deadline"):
+        rendition_upload(storage=trickling_storage, rendition=rendition)
     assert time.monotonic() - started < 3.0
