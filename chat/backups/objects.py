@@ -21,8 +21,8 @@ from django.core.files.storage import FileSystemStorage, Storage
 from storages.backends.s3 import S3Storage
 
 from chat.backups.errors import BackupError
-from chat.images.objects import StoredObject, etag_normalise, object_keys
-from chat.images.rendition_verification import rendition_object_pages
+from chat.images.objects import IMAGE_KEY_PREFIX, StoredObject, etag_normalise, object_keys
+from chat.images.rendition_names import RENDITION_KEY_PREFIX
 from core.concurrency import ContextThreadPool
 from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
@@ -104,13 +104,10 @@ def object_version(item: StoredObject) -> str:
 
 
 def _item_pages(storage: Storage) -> Iterator[list[_MirrorItem]]:
-    for page in object_keys(storage=storage):
-        yield [_MirrorItem(key=item.key, byte_size=item.byte_size, version=object_version(item)) for item in page]
-    for rendition_page in rendition_object_pages(storage=storage):
-        yield [
-            _MirrorItem(key=item.key, byte_size=item.byte_size, version=f"etag:{item.etag}" if item.etag else "")
-            for item in rendition_page
-        ]
+    # The originals, then their renditions (renditions/ sorts after images/, so the whole stays in key order).
+    for prefix in (IMAGE_KEY_PREFIX, RENDITION_KEY_PREFIX):
+        for page in object_keys(storage=storage, prefix=prefix):
+            yield [_MirrorItem(key=item.key, byte_size=item.byte_size, version=object_version(item)) for item in page]
 
 
 class _PreviousManifest:

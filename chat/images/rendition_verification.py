@@ -5,30 +5,20 @@ Rows and listing are walked side by side in key order (a merge join): one ListOb
 A rendition missing or not the bytes recorded is rebuilt from its image's original with repair.
 """
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
-from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.core.files.storage import Storage, default_storage
 from django.db import connection
 from django.db.models.functions import Collate
-from storages.backends.s3 import S3Storage
 
+from chat.images.objects import object_listing
 from chat.images.rendition_names import RENDITION_KEY_PREFIX
 from chat.images.renditions import image_renditions_rebuild
 from chat.models import Image, ImageRendition, ImageStatus, RenditionsStatus
-from core.object_storage import StorageUnavailable, s3_client, storage_describe
 
 logger = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ListedObject:
-    key: str
-    byte_size: int
-    etag: str
 
 
 @dataclass
@@ -76,7 +66,7 @@ def image_renditions_verify(
     on_rendition = on_rendition or (lambda state: None)
     summary = RenditionVerifySummary()
     broken_images: set[int] = set()
-    listing = _listing(storage)
+    listing = object_listing(storage=storage, prefix=RENDITION_KEY_PREFIX)
     current = next(listing, None)
     # Key order as S3 lists it (bytes): PostgreSQL's "C" collation whatever the database's default;
     # SQLite (bin/serve) compares bytes already.
@@ -118,54 +108,3 @@ def image_renditions_verify(
         summary.problems.extend(f"rebuild failed: {reason}" for reason in rebuilt.reasons)
     logger.info("image_renditions.verified", **summary.as_log_fields())
     return summary
-
-
-def rendition_object_pages(*, storage: Storage, page_size: int = 1000) -> Iterator[list[ListedObject]]:
-    """Every object under renditions/, a page at a time (what a backup copies beside the originals)."""
-    page: list[ListedObject] = []
-    for listed in _listing(storage):
-        page.append(listed)
-        if len(page) >= page_size:
-            yield page
-            page = []
-    if page:
-        yield page
-
-
-def _listing(storage: Storage) -> Iterator[ListedObject]:
-    """Every object under renditions/, in key order, a page at a time."""
-    if isinstance(storage, S3Storage):
-        yield from _s3_listing(storage)
-    elif isinstance(storage, FileSystemStorage):
-        yield from _file_listing(storage)
-    else:
-        raise StorageUnavailable(f"cannot list {type(storage).__name__}")
-
-
-def _s3_listing(storage: S3Storage) -> Iterator[ListedObject]:
-    paginator = s3_client(storage).get_paginator("list_objects_v2")
-    # django-storages' own name-to-key mapping (AWS_LOCATION prefix); it has no public one.
-    prefix = storage._normalize_name(RENDITION_KEY_PREFIX)
-    strip = len(prefix) - len(RENDITION_KEY_PREFIX)
-    try:
-        for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix):
-            for item in page.get("Contents", []):
-                yield ListedObject(key=item["Key"][strip:], byte_size=item["Size"], etag=item["ETag"].strip('"'))
-    except (BotoCoreError, ClientError) as error:
-        raise StorageUnavailable(f"could not list {storage_describe(storage=storage)}: {error}") from error
-
-
-def _file_listing(storage: FileSystemStorage) -> Iterator[ListedObject]:
-    root = os.path.join(storage.location, RENDITION_KEY_PREFIX)
-    if not os.path.isdir(storage.location):
-        raise StorageUnavailable(f"{storage_describe(storage=storage)}: the folder does not exist")
-    # Two hex characters per folder, 256 folders at most: sorted walk gives key order.
-    for directory in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        folder = os.path.join(root, directory)
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            try:
-                size = os.stat(path).st_size
-            except FileNotFoundError:
-                continue
-            yield ListedObject(key=f"{RENDITION_KEY_PREFIX}{directory}/{name}", byte_size=size, etag="")
