@@ -119,6 +119,14 @@ class S3Server:
         self.stop()
         raise S3ServerError(f"moto.server did not answer on {self.endpoint_url} within {self.startup_timeout:g}s")
 
+    def request_lines(self) -> list[str]:
+        """The requests moto has logged since it started, one line each ("PUT /bucket/key HTTP/1.1" ...)."""
+        if self._log is None:
+            return []
+        self._log.flush()
+        self._log.seek(0)
+        return [line for line in self._log.read().decode(errors="replace").splitlines() if '"' in line]
+
     def _read_log(self) -> str:
         if self._log is None:
             return ""

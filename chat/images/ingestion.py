@@ -25,7 +25,7 @@ from chat.images.storing import (
     image_store_one,
     image_take_stored_copy,
 )
-from chat.models import Image, ImageStatus
+from chat.models import Image, ImageStatus, RenditionsStatus
 from core.concurrency import ContextThreadPool, fewer_gil_handoffs
 from core.object_storage import storage_check
 from core.outbound_http import OutboundPolicy, outbound_session
@@ -209,6 +209,7 @@ class _Run:
                     session=self.session,
                     storage=self.storage,
                     limits=download_limits(),
+                    renditions_ready_for=_renditions_ready_for(image),
                 )
                 future.add_done_callback(self._photo_done)
                 jobs.append((image, future))
@@ -288,6 +289,13 @@ class _Run:
         error = future.exception()
         if error is None:
             self.on_photo("stored" if future.result().stored else "failed")
+
+
+def _renditions_ready_for(image: Image) -> str:
+    """The sha256 of a stored image whose renditions are made: a refresh that finds the same bytes keeps them."""
+    if image.status == ImageStatus.STORED and image.renditions_status == RenditionsStatus.READY:
+        return image.sha256
+    return ""
 
 
 def _raise_if_any(error: Exception | None) -> None:

@@ -17,8 +17,8 @@ from chat.images.rendition_names import rendition_key
 RENDITION_WIDTHS = (320, 640, 1280)
 RENDITION_CONTENT_TYPE = "image/webp"
 WEBP_QUALITY = 80
-# libwebp's effort 2 of 6: a third of the default's (4) CPU for 5-9 % more bytes on the demo's
-# pictures (bench/renditions_cpu prints both).
+# libwebp's effort 2 of 6: 55 % of the whole rendition CPU at the default's (4) for 3 % more bytes
+# on the demo's pictures (bench/renditions_cpu prints both).
 WEBP_EFFORT = 2
 # thumbnail() sizes to fit a width x height box and takes height = width when none is given;
 # a very large height makes the width alone decide.

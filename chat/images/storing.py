@@ -41,6 +41,7 @@ class PhotoOutcome:
     error: str = ""
     error_kind: str = ""
     # Made in the same thread while the original is in hand; recorded once the row has its id.
+    # None when the bytes are those whose renditions are recorded already: the rows stay as they are.
     renditions: RenditionsOutcome | None = None
 
     @property
@@ -65,9 +66,18 @@ def image_storage_key(*, photo_id: int, source_url: str, extension: str) -> str:
 
 
 def image_store_one(
-    *, photo: Photo, session: requests.Session, storage: Storage, limits: DownloadLimits
+    *,
+    photo: Photo,
+    session: requests.Session,
+    storage: Storage,
+    limits: DownloadLimits,
+    renditions_ready_for: str = "",
 ) -> PhotoOutcome:
-    """Download and store one photo; a bad photo is an outcome, an unusable storage raises StorageUnavailable."""
+    """Download and store one photo; a bad photo is an outcome, an unusable storage raises StorageUnavailable.
+
+    renditions_ready_for: the sha256 of the bytes whose renditions are stored and recorded already
+    (a refresh of a stored image); bytes with that hash keep them: nothing is encoded or uploaded.
+    """
     started = time.monotonic()
     try:
         with sentry_sdk.start_span(op="image.download", name=photo.url):
@@ -84,8 +94,10 @@ def image_store_one(
         key = image_storage_key(photo_id=photo.photo_id, source_url=photo.url, extension=downloaded.extension)
         with sentry_sdk.start_span(op="storage.upload", name=key):
             etag = image_upload(storage, key=key, downloaded=downloaded, photo=photo)
-        # After the original is stored: whatever happens to them, the original is kept.
-        renditions = image_renditions_store(file=downloaded.file, source_sha256=downloaded.sha256, storage=storage)
+        renditions = None
+        if downloaded.sha256 != renditions_ready_for:
+            # After the original is stored: whatever happens to them, the original is kept.
+            renditions = image_renditions_store(file=downloaded.file, source_sha256=downloaded.sha256, storage=storage)
     finally:
         downloaded.close()
     return PhotoOutcome(

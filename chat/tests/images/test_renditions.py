@@ -18,6 +18,7 @@ from chat.images.tasks import make_renditions_task
 from chat.models import Image, ImageRendition, ImageStatus, RenditionsStatus
 from chat.tests.celery_worker import running_celery_worker
 from chat.tests.images.test_tasks import storage_environment, wait_for
+from devservers.pictures import picture_jpeg
 
 pytestmark = pytest.mark.django_db
 # A Redis database of its own: kombu keeps one pool per broker URL (see test_tasks.py).
@@ -223,3 +224,40 @@ def test_verify_images_finds_missing_and_corrupt_renditions_by_listing_and_repai
     out = io.StringIO()
     call_command("verify_images", stdout=out)
     assert "renditions:     15 checked, 15 intact, 0 missing, 0 corrupt" in out.getvalue()
+
+
+def rendition_puts(s3_server, bucket) -> int:
+    return sum(f'"PUT /{bucket}/renditions/' in line for line in s3_server.request_lines())
+
+
+def test_a_refresh_keeps_the_renditions_of_unchanged_bytes_and_remakes_those_of_changed_ones(
+    drawn_photo_api, s3_storage, s3_server
+):
+    drawn_photo_api.listing = [1, 2]
+    fetch(drawn_photo_api)
+    bucket = s3_storage.bucket_name
+    assert rendition_puts(s3_server, bucket) == 6
+    before = {image.photo_id: image for image in Image.objects.all()}
+    kept_rows = {photo_id: list(image.renditions.order_by("width").values()) for photo_id, image in before.items()}
+    drawn = drawn_photo_api.image_bytes
+    # Photo 2's source now serves other bytes (the same picture saved at another quality).
+    changed = picture_jpeg(2, width=drawn_photo_api.picture_width, quality=80)
+    drawn_photo_api.image_bytes = lambda photo_id: changed if photo_id == 2 else drawn(photo_id)
+    summary = fetch(drawn_photo_api, refresh=True)
+    assert summary.stored == 2 and summary.failed == 0
+    unchanged, replaced = Image.objects.get(photo_id=1), Image.objects.get(photo_id=2)
+    assert unchanged.sha256 == before[1].sha256 and unchanged.attempts == 2
+    # Same bytes: the very rows (ids included) and objects made before, nothing encoded or uploaded again.
+    assert unchanged.renditions_status == RenditionsStatus.READY
+    assert list(unchanged.renditions.order_by("width").values()) == kept_rows[1]
+    # New bytes: new renditions, made from them, recorded and uploaded (3 more PUTs, none for photo 1).
+    assert replaced.sha256 == hashlib.sha256(changed).hexdigest() != before[2].sha256
+    assert replaced.renditions_status == RenditionsStatus.READY
+    new_rows = list(replaced.renditions.order_by("width"))
+    assert [(r.width, r.height) for r in new_rows] == [(320, 213), (640, 427), (1280, 853)]
+    assert {r.sha256 for r in new_rows}.isdisjoint(row["sha256"] for row in kept_rows[2])
+    expected = [r.sha256 for r in renditions_from_bytes(changed, max_pixels=10**8)]
+    assert [r.sha256 for r in new_rows] == expected
+    assert rendition_puts(s3_server, bucket) == 9
+    for rendition in new_rows:
+        assert hashlib.sha256(object_bytes(s3_server, bucket, rendition.file)).hexdigest() == rendition.sha256
