@@ -42,7 +42,7 @@ class _Compiled:
     converters: tuple[tuple[int, tuple, Any], ...]
     # Model instances (instances()): the model, its columns' slice and attnames, select_related's populators.
     model: Any = None
-    model_slice: slice | None = None
+    model_slice: slice = slice(0)
     init_list: tuple[str, ...] = ()
     related_populators: tuple = ()
 
@@ -75,7 +75,7 @@ class CompiledQuery:
         return objects
 
     def _compile_with(self, shape: Any, which: int) -> tuple[dict, str, tuple, QuerySet, Any]:
-        placeholders = {}
+        placeholders: dict[str, int | str] = {}
         for index, (name, kind) in enumerate(self.kinds.items()):
             if kind is int:
                 placeholders[name] = _INT_PLACEHOLDERS[which] - index
@@ -145,7 +145,7 @@ class CompiledQuery:
                 "model_slice": slice(start, end),
                 "init_list": tuple(selected[0].target.attname for selected in compiler.select[start:end]),
                 "related_populators": tuple(
-                    get_related_populators(klass_info, compiler.select, self.using, queryset._fetch_mode)
+                    get_related_populators(klass_info, compiler.select, self.using, queryset._fetch_mode)  # type: ignore[attr-defined]
                 ),
             }
         compiled = _Compiled(sql=sql, parameters=tuple(parameters), converters=converters, **model_fields)

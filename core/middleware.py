@@ -5,6 +5,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.middleware import csrf
+from django.utils.deprecation import MiddlewareMixin
 
 from core.health import healthz
 
@@ -40,7 +41,7 @@ def is_api_token_request(request) -> bool:
     return request.path_info.startswith(API_PATH_PREFIX) and request.META.get("HTTP_AUTHORIZATION", "")[:6] == "Token "
 
 
-class _SkippedForApiTokens:
+class _SkippedForApiTokens(MiddlewareMixin):
     """A MiddlewareMixin subclass's __call__, bypassed for API token requests (is_api_token_request)."""
 
     def __call__(self, request):

@@ -22,7 +22,8 @@ from django.db.backends.postgresql import base
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def close_if_health_check_failed(self):
-        if self.pool or self.connection is None or not self.health_check_enabled or self.health_check_done:
+        enabled = getattr(self, "health_check_enabled", False)  # Django's attribute; django-stubs lacks it
+        if self.pool or self.connection is None or not enabled or getattr(self, "health_check_done", False):
             return super().close_if_health_check_failed()
         if not self.is_idle_and_open():
             self.close()
@@ -36,5 +37,5 @@ class DatabaseWrapper(base.DatabaseWrapper):
             poller = select.poll()
             poller.register(self.connection.fileno(), select.POLLIN | select.POLLPRI)
             return not poller.poll(0)
-        except (OSError, ValueError, base.Database.Error):
+        except (OSError, ValueError, self.Database.Error):
             return False
