@@ -35,9 +35,14 @@ API_PATH_PREFIX = "/api/"
 
 
 def is_api_token_request(request) -> bool:
-    """A request to the API that names a token (Authorization: Token …): DRF authenticates it by the token
-    alone, or refuses it (401); it never falls back to a session, so it has no use for a session, a session's
-    user, CSRF (which guards cookie-borne credentials) or flash messages."""
+    """A request to the API that names a token (Authorization: Token …).
+
+    Every /api/ view puts DRF's token authentication first (chat.messaging.api.authentication), which
+    authenticates such a request by the token or refuses it (401) and never falls back to a session:
+    it has no use for a session, a session's user, CSRF (which guards cookie-borne credentials) or flash
+    messages. A view added under /api/ without token authentication would see such a request as
+    anonymous: refused, never let in.
+    """
     return request.path_info.startswith(API_PATH_PREFIX) and request.META.get("HTTP_AUTHORIZATION", "")[:6] == "Token "
 
 
