@@ -10,6 +10,7 @@ from django.db.models.functions import Coalesce, JSONObject
 
 from chat.images.selectors import staff_may_view_images
 from chat.models import BroadcastChunk, Chat, ChunkStatus, Image, ImageRendition, ImageStatus, Message
+from core.compiled_query import CompiledQuery
 from core.database import BIGINT_MAX
 
 
@@ -100,21 +101,28 @@ def chat_counts(*, chat: Chat) -> ChatCounts:
     They are all unread (the watermark never passes the floor) and few: the messages of chunks that
     committed while an older chunk covering the chat still runs, found by a range scan of
     (chat_id, id) above the floor (none at all when no chunk runs: the floor is BIGINT_MAX).
+    The SQL is compiled once per process (core.compiled_query).
     """
+    ((message_count, unread_count, hidden),) = _CHAT_COUNTS.rows(chat_id=chat.pk)
+    return ChatCounts(message_count=message_count - hidden, unread_count=unread_count - hidden)
+
+
+def _chat_counts_queryset(*, shape, chat_id: int):
     above_floor = (
-        Message.objects.filter(chat_id__gte=chat.pk, chat_id__lte=chat.pk, id__gt=chat_read_floor(chat.pk))
+        Message.objects.filter(chat_id__gte=chat_id, chat_id__lte=chat_id, id__gt=chat_read_floor(chat_id))
         .order_by()
         .values("chat_id")
         .annotate(count=Count("id"))
         .values("count")
     )
-    message_count, unread_count, hidden = (
-        Chat.objects.filter(pk=chat.pk)
+    return (
+        Chat.objects.filter(pk=chat_id)
         .annotate(hidden=Coalesce(Subquery(above_floor), 0))
         .values_list("message_count", "unread_count", "hidden")
-        .get()
     )
-    return ChatCounts(message_count=message_count - hidden, unread_count=unread_count - hidden)
+
+
+_CHAT_COUNTS = CompiledQuery(_chat_counts_queryset, kinds={"chat_id": int})
 
 
 def message_page(*, chat: Chat, before_id: int | None = None, limit: int) -> MessagePage:
@@ -135,7 +143,20 @@ def message_page_for_reader(
     return message_page(chat=chat, before_id=before_id, limit=limit)
 
 
-def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
+def _message_page(*, chat_id: int, before_id: int | None, limit: int) -> MessagePage:
+    # The SQL is compiled once per process for each limit, with and without a cursor (core.compiled_query):
+    # building and compiling this queryset cost more than running it.
+    if before_id is None:
+        found = _FIRST_PAGE.rows(shape=limit, chat_id=chat_id)
+    else:
+        found = _OLDER_PAGE.rows(shape=limit, chat_id=chat_id, before_id=before_id)
+    rows = [MessageRow(*row) for row in found]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return MessagePage(messages=rows, next_before_id=rows[-1].id if more else None)
+
+
+def _page_queryset(*, shape: int, chat_id: int, before_id: int | None = None):
     # Keyset on id within the chat: a backward range scan of (chat_id, id) that stops after
     # limit + 1 rows, whatever the chat's size or the page's depth. No OFFSET, no COUNT.
     # The chat as a range (chat_id >= X AND chat_id <= X) ordered by (chat_id, id): only the
@@ -145,6 +166,7 @@ def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
     # bench/http_recipients).
     # Tuples, not model instances: building 20 instances and their images was a third of a request.
     # Only what chat_read_floor allows: a message can then appear only above what a reader was shown.
+    limit = shape
     messages = chat_messages_shown(chat_id)
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
@@ -155,9 +177,8 @@ def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
         .order_by("width")
         .values(rendition=JSONObject(width="width", height="height", sha256="sha256"))
     )
-    rows = [
-        MessageRow(*row)
-        for row in messages.order_by("-chat_id", "-id")
+    return (
+        messages.order_by("-chat_id", "-id")
         .annotate(renditions=renditions)
         .values_list(
             "id",
@@ -170,10 +191,11 @@ def _message_page(*, chat_id, before_id: int | None, limit: int) -> MessagePage:
             "image__height",
             "renditions",
         )[: limit + 1]
-    ]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return MessagePage(messages=rows, next_before_id=rows[-1].id if more else None)
+    )
+
+
+_FIRST_PAGE = CompiledQuery(_page_queryset, kinds={"chat_id": int})
+_OLDER_PAGE = CompiledQuery(_page_queryset, kinds={"chat_id": int, "before_id": int})
 
 
 def stored_image_for_reader(*, user, image_id: int) -> Image:

@@ -35,11 +35,12 @@ def message_payloads(rows, *, request) -> list[dict]:
     OpenAPI schema and schemathesis's response check keep this shape equal to the documented one.
     """
     origin = request.build_absolute_uri("/").rstrip("/")
+    zone = timezone.get_current_timezone()
     return [
         {
             "id": row.id,
             "text": row.text,
-            "created_at": _datetime(row.created_at),
+            "created_at": _datetime(row.created_at, zone),
             "image": None
             if row.image_id is None
             else {
@@ -56,9 +57,9 @@ def message_payloads(rows, *, request) -> list[dict]:
     ]
 
 
-def _datetime(value) -> str:
-    # As DRF's DateTimeField: the current time zone, ISO 8601, "Z" for UTC.
-    text = timezone.localtime(value).isoformat()
+def _datetime(value, zone) -> str:
+    # As DRF's DateTimeField: the current time zone (looked up once a page), ISO 8601, "Z" for UTC.
+    text = timezone.localtime(value, zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

@@ -49,12 +49,20 @@ class ChatQuerySerializer(serializers.Serializer):
     chat = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
 
 
-def reader_chat(request) -> Chat:
-    """The chat the request reads (its own, or ?chat= for staff); 400 for a bad id, 404 for one not theirs."""
+def requested_chat_id(request) -> int | None:
+    """?chat= checked (400 for a bad id); None without it, the readers' case, which needs no serializer."""
+    if "chat" not in request.query_params:
+        return None
     query = ChatQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
+    return query.validated_data.get("chat")
+
+
+def reader_chat(request) -> Chat:
+    """The chat the request reads (its own, or ?chat= for staff); 400 for a bad id, 404 for one not theirs."""
+    chat_id = requested_chat_id(request)
     try:
-        return chat_for_reader(user=request.user, chat_id=query.validated_data.get("chat"))
+        return chat_for_reader(user=request.user, chat_id=chat_id)
     except Chat.DoesNotExist as missing:
         raise NotFound() from missing
 
@@ -121,12 +129,11 @@ class MessageListApi(ReaderApiView):
         """The caller's messages, newest first; follow `next` for older ones. Never an OFFSET or a COUNT."""
         paginator = self.pagination_class()
         page_request = paginator.page_request(request)
-        query = ChatQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        chat_id = requested_chat_id(request)
         try:
             page = message_page_for_reader(
                 user=request.user,
-                chat_id=query.validated_data.get("chat"),
+                chat_id=chat_id,
                 before_id=page_request.before_id,
                 limit=page_request.limit,
             )
