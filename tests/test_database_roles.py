@@ -166,7 +166,7 @@ def test_the_app_role_reads_and_writes_rows_and_nothing_more(migrated):
         assert _fails(connection, "SELECT rolpassword FROM pg_authid")
         assert _fails(connection, "CREATE TABLE intruder (id int)")
         assert _fails(connection, "DROP TABLE chat_message")
-        assert _fails(connection, "ALTER TABLE chat_message DISABLE TRIGGER ALL")
+        assert _fails(connection, "ALTER TABLE chat_message DISABLE TRIGGER USER")
         assert _fails(connection, "TRUNCATE chat_message")
         assert _fails(connection, "COPY legacy_rows TO PROGRAM 'id'")
         assert _fails(connection, "CREATE TEMPORARY TABLE intruder (id int)")
