@@ -199,8 +199,8 @@ else:
 # quick start must never run with a password anyone can read in the repository (bin/init-env).
 if not DEBUG:
     _examples = example_values([BASE_DIR / ".env.example"])
-    # Compose hands .env's POSTGRES_PASSWORD to the app as DATABASE_PASSWORD.
-    _examples["DATABASE_PASSWORD"] = _examples.get("POSTGRES_PASSWORD", "")
+    # Compose hands .env's POSTGRES_APP_PASSWORD to the app as DATABASE_PASSWORD (init: POSTGRES_OWNER_PASSWORD).
+    _examples["DATABASE_PASSWORD"] = _examples.get("POSTGRES_APP_PASSWORD", "")
     _database_password_key = "DATABASE_PASSWORD" if DATABASE_HOST else "DATABASE_URL (its password)"
     try:
         refuse_placeholder_secrets(

@@ -4,9 +4,10 @@ It installs and starts its own engine (Debian's dockerd, Compose v2 pinned by ch
 tests/compose/engine.py), builds the stand-in base images that nothing can pull here
 (tests/compose/standins/), builds the project's own images from its own Dockerfile, and runs
 docker-compose.yml with tests/compose/drill.override.yml (moto for MinIO, the local photo API).
-Then: bin/init-env, `up --build --wait`, login through nginx with the printed password,
-`exec web python manage.py fetch_images`, a send through the worker, a stored image through
-X-Accel, web recreated on a new address (nginx must follow), the backup profile, `down -v`.
+Then: bin/init-env, `up --build --wait`, the app's database role (no superuser, rows only), login
+through nginx with the printed password, `exec web python manage.py fetch_images`, a send through
+the worker (on the per-chunk integrity path), a stored image through X-Accel, web recreated on a
+new address (nginx must follow), the backup profile (as the schema's owner), `down -v`.
 Needs root and DRILL_MIN_FREE_GB of free disk (docs/stack.md#the-compose-drill); skips only then.
 The tests run in file order on one stack (module fixture): each later step needs the earlier ones.
 """
@@ -326,6 +327,72 @@ def test_the_app_image_is_built_once(stack):
     assert not made_now, f"untagged images left by this build: {made_now}"
 
 
+# What the app's role must not do, each tried in web and rolled back were it allowed.
+FORBIDDEN = {
+    "create_role": "CREATE ROLE drill_intruder",
+    "alter_system": "ALTER SYSTEM SET work_mem = '1GB'",
+    "read_pg_authid": "SELECT rolpassword FROM pg_authid",
+    "create_table": "CREATE TABLE drill_intruder (id int)",
+    "drop_table": "DROP TABLE chat_message",
+    "disable_triggers": "ALTER TABLE chat_message DISABLE TRIGGER USER",
+}
+
+
+# Run by Django's shell in web: the role's attributes, each FORBIDDEN statement's error, the broadcasts'
+# path, and which environment variables hold a WITHHELD password.
+ROLE_CHECKS = """
+import json, os
+from contextlib import nullcontext
+from django.db import connection, transaction
+from chat.broadcasts.inserts import may_skip_row_checks
+checks = {}
+with connection.cursor() as cursor:
+    cursor.execute(
+        "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+        " FROM pg_roles WHERE rolname = current_user"
+    )
+    checks["role"] = cursor.fetchone()
+    cursor.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
+    checks["database_owner"] = cursor.fetchone()[0]
+class Allowed(Exception):
+    pass
+for name, statement in FORBIDDEN.items():
+    try:
+        # Rolled back if it was allowed after all (ALTER SYSTEM cannot run in a transaction).
+        with transaction.atomic() if name != "alter_system" else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+            raise Allowed
+    except Allowed:
+        checks[name] = "allowed"
+    except Exception as error:
+        checks[name] = type(error.__cause__ or error).__name__
+checks["replica_path"] = may_skip_row_checks()
+checks["withheld_in_env"] = sorted(key for key, value in os.environ.items() if value in WITHHELD)
+print("checks", json.dumps(checks))
+"""
+
+
+def test_the_app_connects_as_a_role_without_power_beyond_its_rows(stack):
+    """Issue 18: web's role is no superuser, owns nothing, and holds neither the superuser's nor the owner's password."""
+    env = {}
+    for line in (stack.directory / ".env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key.strip()] = value
+    withheld = {env.get("POSTGRES_PASSWORD"), env.get("POSTGRES_OWNER_PASSWORD")} - {None, ""}
+    assert env.get("POSTGRES_APP_PASSWORD") not in withheld
+    found = stack.shell(f"FORBIDDEN = {FORBIDDEN!r}\nWITHHELD = {sorted(withheld)!r}\n" + ROLE_CHECKS)
+    checks = json.loads(found.partition("checks ")[2])
+    assert checks["role"] == [env.get("POSTGRES_APP_USER"), False, False, False, False, False], checks
+    assert checks["database_owner"] == env.get("POSTGRES_OWNER_USER") != env.get("POSTGRES_APP_USER"), checks
+    assert {name: checks[name] for name in FORBIDDEN} == dict.fromkeys(FORBIDDEN, "InsufficientPrivilege"), checks
+    # GRANT SET ON PARAMETER session_replication_role: broadcasts check integrity per chunk.
+    assert checks["replica_path"] is True
+    assert checks["withheld_in_env"] == []
+    setup_log = stack.compose("logs", "--no-color", "--no-log-prefix", "db-setup").stdout
+    assert f"app role {env.get('POSTGRES_APP_USER')}: superuser f" in setup_log, setup_log[-2000:]
+
+
 def test_login_through_nginx_with_the_printed_password(stack):
     session = _login(stack)
     page = session.get(f"{stack.base_url}/admin/", timeout=30)
@@ -388,6 +455,8 @@ def test_a_send_goes_through_the_worker(stack):
     workers = [name for name in _app_services(stack) if name not in ("web", "init", "beat")]
     worker_logs = stack.compose("logs", "--no-color", "--no-log-prefix", *workers).stdout
     assert "broadcast.chunk_finished" in worker_logs
+    # The app's role may set session_replication_role: no chunk fell back to row-wise checks.
+    assert "broadcast.row_checks" not in worker_logs
     assert "broadcast.chunk_finished" not in stack.compose("logs", "--no-color", "--no-log-prefix", "web").stdout
 
 

@@ -23,8 +23,8 @@ from tests.deploy_files import (
     load_yaml,
 )
 
-REQUIRED_SERVICES = {"nginx", "web", "worker", "beat", "init", "db", "redis", "minio", "minio-setup"}
-ONE_SHOT = {"init", "minio-setup"}
+REQUIRED_SERVICES = {"nginx", "web", "worker", "beat", "init", "db", "db-setup", "redis", "minio", "minio-setup"}
+ONE_SHOT = {"init", "db-setup", "minio-setup"}
 APP_SERVICES = {"web", "worker", "init"}
 
 
@@ -144,7 +144,8 @@ def test_every_long_running_service_has_a_healthcheck(compose, services):
         ("worker", "redis", "service_healthy"),
         ("beat", "init", "service_completed_successfully"),
         ("beat", "redis", "service_healthy"),
-        ("init", "db", "service_healthy"),
+        ("init", "db-setup", "service_completed_successfully"),
+        ("db-setup", "db", "service_healthy"),
         ("init", "minio-setup", "service_completed_successfully"),
         ("minio-setup", "minio", "service_healthy"),
     ],
@@ -168,7 +169,9 @@ def test_app_services_get_the_env_file_and_in_network_addresses(services):
         # Parts, not a URL: .env's DATABASE_URL (for use outside compose) is blanked.
         assert environment["DATABASE_URL"] == ""
         assert environment["DATABASE_HOST"] == "db"
-        assert environment["DATABASE_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+        role = "OWNER" if name == "init" else "APP"
+        assert environment["DATABASE_USER"].startswith(f"${{POSTGRES_{role}_USER:-")
+        assert environment["DATABASE_PASSWORD"].startswith(f"${{POSTGRES_{role}_PASSWORD:?")
         assert environment["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
         assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379")
 
@@ -438,3 +441,65 @@ def test_start_scripts_run_manage_py_through_logged():
         for line in script.read_text().splitlines():
             if "manage.py" in line and not line.lstrip().startswith("#"):
                 assert "manage.py logged " in line, f"{script}: {line.strip()}"
+
+
+# --- Issue 18, least privilege: the app connects as a role that is no superuser (docs/stack.md) ---
+
+
+def _references(service, key: str) -> bool:
+    """Does any environment value of the service interpolate ${KEY…} (or $KEY)?"""
+    return any(re.search(rf"(?<!\$)\$\{{?{key}\b", str(value)) for value in _environment(service).values())
+
+
+def test_the_superusers_password_reaches_only_db_and_db_setup(services):
+    readers = {name for name, service in services.items() if _references(service, "POSTGRES_PASSWORD")}
+    assert readers == {"db", "db-setup"}
+    assert _environment(services["db-setup"])["PGUSER"] == _environment(services["db"])["POSTGRES_USER"]
+
+
+def test_no_app_container_receives_the_superusers_or_the_owners_password(services):
+    """Every service that reads .env (which holds them, for compose to interpolate) gets them blank."""
+    readers = [name for name, service in services.items() if ".env" in _env_files(service)]
+    assert {"web", "worker", "broadcast-worker", "sweeper", "beat", "init", "backup", "restore"} <= set(readers)
+    for name in readers:
+        environment = _environment(services[name])
+        assert environment.get("POSTGRES_PASSWORD") == "", f"{name} receives .env's POSTGRES_PASSWORD"
+        assert environment.get("POSTGRES_OWNER_PASSWORD") == "", f"{name} receives .env's POSTGRES_OWNER_PASSWORD"
+    owners = {name for name, service in services.items() if _references(service, "POSTGRES_OWNER_PASSWORD")}
+    assert owners == {"init", "db-setup", "backup-database", "restore-database"}
+
+
+def test_app_services_connect_as_the_apps_role_and_only_init_as_the_schemas_owner(services):
+    for name, service in services.items():
+        if service.get("image") != "pru_app:local":
+            continue
+        environment = _environment(service)
+        role = "OWNER" if name == "init" else "APP"
+        assert environment["DATABASE_USER"].startswith(f"${{POSTGRES_{role}_USER:-"), name
+        assert environment["DATABASE_PASSWORD"].startswith(f"${{POSTGRES_{role}_PASSWORD:?"), name
+    # Migration 0007 then finds the app's role granted already, not the migrating one.
+    assert _environment(services["init"])["DATABASE_APP_ROLE"].startswith("${POSTGRES_APP_USER:-")
+    for name in ("backup-database", "restore-database"):
+        assert _environment(services[name])["PGUSER"].startswith("${POSTGRES_OWNER_USER:-"), name
+
+
+def test_the_three_roles_have_names_of_their_own():
+    keys = env_file_keys(ENV_EXAMPLE)
+    names = [keys["POSTGRES_USER"], keys["POSTGRES_OWNER_USER"], keys["POSTGRES_APP_USER"]]
+    assert len(set(names)) == 3, names
+    for key in ("POSTGRES_PASSWORD", "POSTGRES_OWNER_PASSWORD", "POSTGRES_APP_PASSWORD"):
+        assert keys[key].startswith("change-me"), f"{key}: bin/init-env replaces placeholders only"
+
+
+def test_db_setup_runs_the_roles_script_in_the_servers_own_image(services):
+    setup = services["db-setup"]
+    assert setup["image"] == services["db"]["image"]
+    assert setup["entrypoint"] == ["/bin/sh", "/setup/db-setup"]
+    assert "./deploy/compose/db/setup:/setup/db-setup:ro" in setup["volumes"]
+    assert setup["restart"] == "no"
+    script = (PROJECT_ROOT / "deploy" / "compose" / "db" / "setup").read_text()
+    assert "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS" in script
+    assert "GRANT SET ON PARAMETER session_replication_role TO" in script
+    # Rows only for the app's role: no ALL, no TRUNCATE, no REFERENCES, no TRIGGER, no CREATE on the schema.
+    app_grants = re.findall(r"GRANT ([A-Z, ]+) ON (?:ALL )?(?:TABLES|SEQUENCES)", script)
+    assert app_grants and set(", ".join(app_grants).split(", ")) <= {"SELECT", "INSERT", "UPDATE", "DELETE", "USAGE"}

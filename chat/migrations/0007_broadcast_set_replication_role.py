@@ -5,8 +5,8 @@ session_replication_role = replica for that statement (chat/broadcasts/inserts.p
 guarantee of the foreign keys, checked once per chunk instead of once per row. Setting that
 parameter takes a superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER
 session_replication_role`, which this migration gives to the app's role (DATABASE_APP_ROLE,
-or the role running the migration) when the migrating role may grant it. Otherwise it prints
-the statement for whoever administers the server; until it is run, broadcasts fall back to
+or the role running the migration) when the migrating role may grant it and the role lacks it.
+Otherwise it prints the statement for whoever administers the server; until it is run, broadcasts fall back to
 row-wise checks (and say so once per process). Reversing revokes the grant.
 """
 
@@ -37,6 +37,17 @@ def grant(apps, schema_editor):
         supported, role_is_superuser, may_grant = cursor.fetchone()
         if role_is_superuser or not supported:
             # A superuser may set it already; before PostgreSQL 15 only a superuser can.
+            return
+        cursor.execute(
+            """
+            SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)
+                        THEN has_parameter_privilege(%s, 'session_replication_role', 'SET') ELSE false END
+            """,
+            [role, role],
+        )
+        if cursor.fetchone()[0]:
+            # Granted already (compose's db-setup grants it as the superuser before init migrates as
+            # the schema's owner, who may not grant it): nothing to do, nothing to ask for.
             return
         if not may_grant:
             cursor.execute(
