@@ -142,6 +142,10 @@ class CompiledQuery:
             for position, (found, expression) in compiler.get_converters(fields).items()
         )
         model_fields = {}
+        # Private attributes, read not written, for a reason: whether the queryset yields model instances
+        # (_iterable_class) and how it fetches related rows (_fetch_mode) are what Django's own ModelIterable
+        # reads to build instances; no public API exposes them. core/tests/test_compiled_query.py compares
+        # the results with the ORM's own, so a Django upgrade that changes them turns it red.
         if queryset._iterable_class.__name__ == "ModelIterable":
             klass_info = compiler.klass_info
             select_fields = klass_info["select_fields"]
