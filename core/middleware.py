@@ -1,10 +1,8 @@
-"""Middleware of the chat app: /healthz first, and Django's browser-state middleware skipped for API tokens."""
+"""Middleware of the chat app: /healthz first, and Django's user and messages middleware skipped for API tokens."""
 
 from django.contrib.auth import middleware as auth
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages import middleware as messages
-from django.contrib.sessions import middleware as sessions
-from django.middleware import csrf
 from django.utils.deprecation import MiddlewareMixin
 
 from core.health import healthz
@@ -57,14 +55,6 @@ class _SkippedForApiTokens(MiddlewareMixin):
 
     def on_skip(self, request) -> None:
         pass
-
-
-class SessionMiddleware(_SkippedForApiTokens, sessions.SessionMiddleware):
-    """Django's, except for API token requests (no cookie read, no session store made, no Vary: Cookie)."""
-
-
-class CsrfViewMiddleware(_SkippedForApiTokens, csrf.CsrfViewMiddleware):
-    """Django's, except for API token requests (DRF's views are CSRF-exempt; its SessionAuthentication checks CSRF itself)."""
 
 
 class AuthenticationMiddleware(_SkippedForApiTokens, auth.AuthenticationMiddleware):
