@@ -201,7 +201,7 @@ def originals_verify_pass(
 
     Rows of every state that name a key count as naming it (a lost row's object is no orphan);
     stored, missing and corrupt rows are checked. on_unnamed gets the listed objects no row named,
-    a page at a time. Memory: one batch of rows and one listing page.
+    a page at a time. Memory: one batch of rows and two listing pages.
     """
     counts = PassCounts()
     rows = Image.objects.only(*_ROW_FIELDS)

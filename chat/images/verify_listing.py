@@ -2,7 +2,7 @@
 
 Like `rclone check` and restic: a ListObjectsV2 page gives 1,000 keys with their size and ETag
 in one request, so an object whose listing entry matches what its row recorded needs no request
-of its own. Memory holds one batch of rows and one page of keys, whatever the bucket's size.
+of its own. Memory holds one batch of rows and two pages of keys, whatever the bucket's size.
 """
 
 from collections.abc import Iterable, Iterator
