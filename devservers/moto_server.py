@@ -39,7 +39,7 @@ from moto.s3.responses import S3Response
 from moto.s3.utils import _VersionedKeyStore, metadata_from_headers
 from werkzeug.serving import run_simple
 
-from devservers.s3 import PUT_OBJECTS_PATH
+from devservers.moto_routes import PUT_OBJECTS_PATH
 
 _MODULES = tuple(backends.list_of_moto_modules())
 backends.list_of_moto_modules = lambda: _MODULES

@@ -16,12 +16,11 @@ import boto3
 from botocore.config import Config
 
 from deploy.ports import free_port
+from devservers.moto_routes import PUT_OBJECTS_PATH
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 REGION = "us-east-1"
-# devservers.moto_server's route for put_objects.
-PUT_OBJECTS_PATH = "/_devservers/put-objects"
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
