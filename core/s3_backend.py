@@ -1,10 +1,14 @@
 """The S3 storage backend: django-storages' S3Storage with per-object metadata and one shared boto3 session."""
 
 import threading
+from datetime import UTC, datetime
 from typing import IO
 
+import boto3
+import botocore.session
 from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTTPSConnection, AWSHTTPSConnectionPool
 from botocore.config import Config
+from botocore.utils import parse_timestamp
 from django.core.files import File
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name, is_seekable
@@ -46,6 +50,22 @@ def _no_retry_past_the_deadline(**kwargs) -> None:
     if scope is not None and scope.expired:
         raise scope.error()
     # None: botocore's own retry rules decide.
+
+
+def parse_s3_timestamp(value):
+    """botocore's timestamp parser, without dateutil for the ISO 8601 form a listing gives each key.
+
+    A ListObjectsV2 page carries 1,000 LastModified values; dateutil's generic parser spent a third
+    of verify_images' CPU on them (~170 µs each, ~5 µs here). The same instant, aware, in UTC
+    (botocore's own gives dateutil's tzlocal() when the machine's zone is UTC); every other form
+    (a HEAD's RFC 822 Last-Modified, epoch seconds) as botocore parses it.
+    """
+    if isinstance(value, str) and value.endswith("Z"):
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return parse_timestamp(value)
 
 
 class ObjectContent(File):
@@ -123,7 +143,19 @@ class SharedClientS3Storage(S3Storage):
         # model again (~13 MB); one session shared by every thread loads it once.
         session = self.__dict__.get("_shared_session")
         if session is None:
-            session = self.__dict__["_shared_session"] = super()._create_session()
+            core = botocore.session.get_session()
+            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_s3_timestamp)
+            # As django-storages' own _create_session, on that botocore session.
+            if self.session_profile:
+                session = boto3.Session(profile_name=self.session_profile, botocore_session=core)
+            else:
+                session = boto3.Session(
+                    aws_access_key_id=self.access_key,
+                    aws_secret_access_key=self.secret_key,
+                    aws_session_token=self.security_token,
+                    botocore_session=core,
+                )
+            self.__dict__["_shared_session"] = session
         return session
 
     @property

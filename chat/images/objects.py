@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.storage import FileSystemStorage, Storage
 from storages.backends.s3 import S3Storage
 
+from core.concurrency import ContextThreadPool
 from core.deadlines import DeadlineExceeded
 from core.hashing import chunks_of, sha256_of
 from core.object_storage import StorageUnavailable, s3_client, storage_deadline, storage_describe
@@ -63,8 +64,9 @@ def object_keys(
 ) -> Iterator[list[StoredObject]]:
     """Every object under prefix in key order (UTF-8 bytes, as S3 lists), a page at a time.
 
-    On S3 memory stays at one page. The file system has no sorted listing: its keys are sorted
-    in memory (bin/serve's single-machine store, not the million-object bucket).
+    On S3 memory stays at two pages (the next is fetched while the caller works on this one). The
+    file system has no sorted listing: its keys are sorted in memory (bin/serve's single-machine
+    store, not the million-object bucket).
     """
     if isinstance(storage, S3Storage):
         yield from _s3_keys(storage, page_size=page_size, prefix=prefix)
@@ -174,28 +176,41 @@ def _s3_keys(storage: S3Storage, *, page_size: int, prefix: str) -> Iterator[lis
     pages = iter(
         paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix, PaginationConfig={"PageSize": page_size})
     )
-    while True:
-        try:
-            # Each page under its own deadline, and none held across the yield (the caller's work).
-            with storage_deadline("listing a page"):
-                page = next(pages, None)
-        except ClientError as error:
-            raise StorageUnavailable(f"{storage_describe(storage=storage)} refused the listing: {error}") from error
-        except (BotoCoreError, DeadlineExceeded) as error:
-            raise StorageUnavailable(
-                f"{storage_describe(storage=storage)} did not answer the listing: {type(error).__name__}: {error}"
-            ) from error
-        if page is None:
-            return
-        yield [
-            StoredObject(
-                key=item["Key"],
-                modified_at=item["LastModified"],
-                byte_size=item.get("Size"),
-                etag=etag_normalise(item.get("ETag")),
-            )
-            for item in page.get("Contents", [])
-        ]
+
+    def next_page():
+        # Each page under its own deadline, and none held across the yield (the caller's work).
+        with storage_deadline("listing a page"):
+            return next(pages, None)
+
+    # One page ahead: the next page's round trip runs while the caller works on this one (a
+    # million objects are a thousand round trips). Memory: two pages.
+    ahead = ContextThreadPool(max_workers=1, thread_name_prefix="listing")
+    try:
+        coming = ahead.submit(next_page)
+        while True:
+            try:
+                page = coming.result()
+            except ClientError as error:
+                raise StorageUnavailable(f"{storage_describe(storage=storage)} refused the listing: {error}") from error
+            except (BotoCoreError, DeadlineExceeded) as error:
+                raise StorageUnavailable(
+                    f"{storage_describe(storage=storage)} did not answer the listing: {type(error).__name__}: {error}"
+                ) from error
+            if page is None:
+                return
+            coming = ahead.submit(next_page)
+            yield [
+                StoredObject(
+                    key=item["Key"],
+                    modified_at=item["LastModified"],
+                    byte_size=item.get("Size"),
+                    etag=etag_normalise(item.get("ETag")),
+                )
+                for item in page.get("Contents", [])
+            ]
+    finally:
+        # A caller that stops early does not wait for the page in flight (its deadline bounds it).
+        ahead.shutdown(wait=False, cancel_futures=True)
 
 
 def _file_keys(storage: FileSystemStorage, *, page_size: int, prefix: str) -> Iterator[list[StoredObject]]:

@@ -1,7 +1,7 @@
 """Renditions checked by listing, as rclone check does: the bucket's renditions/ listing (size, ETag) against the rows.
 
 Rows and listing are walked side by side in key order (a merge join): one ListObjectsV2 page per
-1,000 objects, no request per object, memory of one page and one batch of rows whatever the count.
+1,000 objects, no request per object, memory of two pages and one batch of rows whatever the count.
 A rendition missing or not the bytes recorded is rebuilt from its image's original with repair.
 """
 

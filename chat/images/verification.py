@@ -201,7 +201,7 @@ def originals_verify_pass(
 
     Rows of every state that name a key count as naming it (a lost row's object is no orphan);
     stored, missing and corrupt rows are checked. on_unnamed gets the listed objects no row named,
-    a page at a time. Memory: one batch of rows and one listing page.
+    a page at a time. Memory: one batch of rows and two listing pages.
     """
     counts = PassCounts()
     rows = Image.objects.only(*_ROW_FIELDS)
@@ -402,15 +402,24 @@ class _VerifyRun:
 
 
 def _judge(row: Image, fact: ObjectFacts, *, where: str) -> tuple[str | None, str]:
-    """(None, "") when the object is the one the row recorded, else (missing|corrupt, why)."""
-    key = row.file.name
+    """(None, "") when the object is the one the row recorded, else (missing|corrupt, why).
+
+    row.file only for a problem: a FieldFile and its row refer to each other, and such a row
+    outlives its batch until a full garbage collection (verify_listing.merge_by_key says more).
+    """
     if not fact.exists:
-        return ImageStatus.MISSING, f"object {key} not found in {where}"
+        return ImageStatus.MISSING, f"object {row.file.name} not found in {where}"
     if row.byte_size is not None and fact.byte_size != row.byte_size:
-        return ImageStatus.CORRUPT, f"object {key} has {fact.byte_size} bytes, the row recorded {row.byte_size}"
+        return (
+            ImageStatus.CORRUPT,
+            f"object {row.file.name} has {fact.byte_size} bytes, the row recorded {row.byte_size}",
+        )
     # Objects stored before the ingestion wrote sha256 into the metadata are checked by size only.
     if fact.sha256 and row.sha256 and fact.sha256 != row.sha256:
-        return ImageStatus.CORRUPT, f"object {key} has sha256 {fact.sha256[:16]}…, the row recorded {row.sha256[:16]}…"
+        return (
+            ImageStatus.CORRUPT,
+            f"object {row.file.name} has sha256 {fact.sha256[:16]}…, the row recorded {row.sha256[:16]}…",
+        )
     return None, ""
 
 

@@ -2,7 +2,7 @@
 
 Like `rclone check` and restic: a ListObjectsV2 page gives 1,000 keys with their size and ETag
 in one request, so an object whose listing entry matches what its row recorded needs no request
-of its own. Memory holds one batch of rows and one page of keys, whatever the bucket's size.
+of its own. Memory holds one batch of rows and two pages of keys, whatever the bucket's size.
 """
 
 from collections.abc import Iterable, Iterator
@@ -48,12 +48,17 @@ def rows_by_key(rows: QuerySet, *, batch_size: int, key_field: str = "file") -> 
 
 
 def merge_by_key(
-    *, row_batches: Iterable[list], listing: Iterable[StoredObject], key_of=lambda row: row.file.name
+    *, row_batches: Iterable[list], listing: Iterable[StoredObject], key_of=lambda row: row.listing_key
 ) -> Iterator[tuple[list[ListedRow], list[StoredObject]]]:
     """For each batch of rows: each row with its listed object, and the objects passed on the way that no row names.
 
     Both inputs must be in the same (byte) order. Objects after the last row come with a final
     empty batch. An object named by several rows is given to each and is never unnamed.
+
+    The key is rows_by_key's listing_key, a plain string, not row.file.name: Django's FieldFile
+    and its row refer to each other, so a row whose file was read is freed only by a full garbage
+    collection, not when its batch goes. Every row read that way piled up until one ran (a whole
+    batch of Image, ModelState and FieldFile objects per batch, by the thousand).
     """
     objects = iter(listing)
     current = next(objects, None)

@@ -130,7 +130,9 @@ def test_storage_stopping_mid_verify_is_a_clear_error_and_marks_no_row_missing(p
         with pytest.raises(StorageUnavailable, match=f"{outage.endpoint_url} did not answer"):
             image_verify_all(batch_size=10, workers=4, on_batch=stop_after_first_batch)
     assert Image.objects.filter(status=ImageStatus.STORED).count() == 30
-    assert Image.objects.filter(verified_at__isnull=False).count() == 10
+    # The batches whose listing page was read before the outage stay written: the first, and the
+    # second when its page (fetched one ahead) came in before the stop; the third page never does.
+    assert Image.objects.filter(verified_at__isnull=False).count() in (10, 20)
 
 
 def test_a_source_gone_for_good_is_lost_and_never_downloaded_again(stored, s3_storage, s3_server, photo_api):
