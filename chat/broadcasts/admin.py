@@ -9,7 +9,7 @@ from chat.broadcasts.sending import BroadcastError, broadcast_resume, broadcast_
 from chat.images.admin import ImageAdmin
 from chat.models import Broadcast, BroadcastStatus, ChunkStatus, Image
 from core.admin_actions import answers_outages
-from core.admin_pagination import EstimatedCountPaginator
+from core.admin_pagination import BoundedChangeListMixin, EstimatedCountPaginator
 
 SEND_ACTION_LABEL = "Send selected images as messages to all chats"
 RESUME_ACTION_LABEL = "Resume selected broadcasts (failed or stalled)"
@@ -17,7 +17,7 @@ CHUNK_PROBLEMS_SHOWN = 20
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(admin.ModelAdmin):
+class BroadcastAdmin(BoundedChangeListMixin, admin.ModelAdmin):
     """The audit trail and the progress of sends: written only by the broadcast service."""
 
     list_display = [

@@ -6,6 +6,7 @@ chunk's latest claim can commit it: a chunk run twice, even at the same moment, 
 messages once and counts them once.
 """
 
+import dataclasses
 import os
 import socket
 import time
@@ -79,6 +80,7 @@ class ChunkRun:
     created: int = 0
     lease_seconds_left: float = 0.0
     closed: Broadcast | None = None
+    broadcast_id: int | None = None
 
 
 def chunk_plan(*, broadcast: Broadcast, image_count: int, chunk_messages: int | None = None) -> int:
@@ -142,7 +144,12 @@ def chunk_run(*, chunk_id: int, owner: str, close: bool = True, slot_wait_second
     with chunk_slot(broadcast_id=broadcast_id, wait_seconds=slot_wait_seconds) as slot:
         if not slot:
             return ChunkRun(chunk_id=chunk_id, outcome="throttled")
-        return _run_claimed(chunk_id=chunk_id, owner=owner, close=close)
+        run = _run_claimed(chunk_id=chunk_id, owner=owner, close=close)
+    # The slot bounds the inserts: it is handed on the moment the chunk has committed, and the
+    # next chunk's insert starts while this runner closes the broadcast (when it was the last).
+    if close and run.outcome == "ran" and run.broadcast_id is not None:
+        return dataclasses.replace(run, closed=broadcast_close_if_done(broadcast_id=run.broadcast_id))
+    return run
 
 
 def _run_claimed(*, chunk_id: int, owner: str, close: bool) -> ChunkRun:
@@ -176,8 +183,7 @@ def _run_claimed(*, chunk_id: int, owner: str, close: bool) -> ChunkRun:
         ms=int((time.monotonic() - started) * 1000),
         worker=worker_name(),
     )
-    closed = broadcast_close_if_done(broadcast_id=chunk.broadcast_id) if close else None
-    return ChunkRun(chunk_id=chunk.pk, outcome="ran", created=created, closed=closed)
+    return ChunkRun(chunk_id=chunk.pk, outcome="ran", created=created, broadcast_id=chunk.broadcast_id)
 
 
 class ClaimTakenOver(Exception):

@@ -10,11 +10,11 @@ from rest_framework.authtoken.models import TokenProxy
 
 from chat.images.previews import stored_image_tag
 from chat.models import Chat, Message
-from core.admin_pagination import EstimatedCountPaginator
+from core.admin_pagination import BoundedChangeListMixin, EstimatedCountPaginator
 
 
 @admin.register(Chat)
-class ChatAdmin(admin.ModelAdmin):
+class ChatAdmin(BoundedChangeListMixin, admin.ModelAdmin):
     list_display = ["id", "user", "created_at", "message_count"]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email"]
@@ -45,7 +45,7 @@ class ChatAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(BoundedChangeListMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "chat_user",
@@ -107,7 +107,7 @@ admin.site.unregister(TokenProxy)
 
 
 @admin.register(TokenProxy)
-class TokenAdmin(DrfTokenAdmin):
+class TokenAdmin(BoundedChangeListMixin, DrfTokenAdmin):
     """Add a token by choosing its user; the key is generated and shown in the list.
 
     DRF's form lists every user in a <select> (a million options here): search them instead.
