@@ -329,8 +329,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Workers send task events from their start (Flower's task list and the worker metrics read them), and a
 # publisher sends task-sent: Flower's own `enable_events` broadcast reaches only the workers up when it is
 # sent, so a task run by a worker that started after it was never seen.
-CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)
-CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=True)
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {
